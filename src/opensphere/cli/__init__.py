@@ -1,0 +1,1 @@
+"""The ``opensphere`` command line: ``serve`` plus client commands for a running server."""

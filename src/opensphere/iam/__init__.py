@@ -1,0 +1,1 @@
+"""Identity: subjects and the credentials that prove who is calling."""

@@ -1,0 +1,1 @@
+"""Generated from proto/ by ``python -m opensphere.codegen``; never edit by hand."""

@@ -1,0 +1,23 @@
+"""What every RPC implementation receives besides its request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opensphere.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated subject making a call."""
+
+    subject_id: str
+    subject_type: str
+
+
+@dataclass(frozen=True)
+class CallContext:
+    caller: Caller
+    runtime: Runtime

@@ -1,0 +1,93 @@
+"""Long-running operations: stored rows rendered as ``yandex.cloud.operation.Operation``."""
+
+from __future__ import annotations
+
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from opensphere.ids import new_id
+from opensphere.proto_gen.yandex.cloud.operation import operation_pb2, operation_service_pb2
+from opensphere.services.context import CallContext
+from opensphere.services.errors import ApiError, Code, not_found
+from opensphere.services.registry import rpc
+from opensphere.store import models as m
+
+SERVICE = "yandex.cloud.operation.OperationService"
+
+
+def _pack(message: Message) -> bytes:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed.SerializeToString()
+
+
+def to_proto(row: m.Operation) -> operation_pb2.Operation:
+    op = operation_pb2.Operation(id=row.id, description=row.description,
+                                 created_by=row.created_by, done=row.done)
+    op.created_at.FromDatetime(row.created_at)
+    op.modified_at.FromDatetime(row.modified_at)
+    if row.metadata_pb is not None:
+        op.metadata.ParseFromString(row.metadata_pb)
+    if row.error_pb is not None:
+        op.error.ParseFromString(row.error_pb)
+    elif row.response_pb is not None:
+        op.response.ParseFromString(row.response_pb)
+    return op
+
+
+def start(session: AsyncSession, ctx: CallContext, description: str, resource_id: str,
+          metadata: Message) -> m.Operation:
+    """Add a not-yet-done operation to ``session`` (committed with the caller's transaction)."""
+    now = m.utcnow()
+    row = m.Operation(id=new_id("ops"), description=description, resource_id=resource_id,
+                      created_by=ctx.caller.subject_id, created_at=now, modified_at=now,
+                      done=False, metadata_pb=_pack(metadata))
+    session.add(row)
+    return row
+
+
+def finish(row: m.Operation, *, response: Message | None = None,
+           error: ApiError | None = None) -> None:
+    """Mark ``row`` done with exactly one of a response or an error."""
+    row.done = True
+    row.modified_at = m.utcnow()
+    if error is not None:
+        status = status_pb2.Status(code=int(error.code), message=error.message)
+        for detail in error.details:
+            status.details.add().Pack(detail)
+        row.error_pb = status.SerializeToString()
+    else:
+        row.response_pb = _pack(response) if response is not None else None
+
+
+def completed(session: AsyncSession, ctx: CallContext, description: str, resource_id: str,
+              metadata: Message, response: Message) -> operation_pb2.Operation:
+    """An operation that is done by the time the call returns (same transaction as its work)."""
+    row = start(session, ctx, description, resource_id, metadata)
+    finish(row, response=response)
+    return to_proto(row)
+
+
+@rpc(SERVICE, "Get")
+async def get(ctx: CallContext, request: operation_service_pb2.GetOperationRequest
+              ) -> operation_pb2.Operation:
+    async with ctx.runtime.db.session() as session:
+        row = await session.get(m.Operation, request.operation_id)
+        if row is None:
+            raise not_found("operation", request.operation_id)
+        return to_proto(row)
+
+
+@rpc(SERVICE, "Cancel")
+async def cancel(ctx: CallContext, request: operation_service_pb2.CancelOperationRequest
+                 ) -> operation_pb2.Operation:
+    async with ctx.runtime.db.session() as session:
+        row = await session.get(m.Operation, request.operation_id)
+        if row is None:
+            raise not_found("operation", request.operation_id)
+        if not row.done:
+            raise ApiError(Code.FAILED_PRECONDITION,
+                           f"operation {row.id} cannot be cancelled")
+        return to_proto(row)

@@ -1,0 +1,114 @@
+"""Tables. Every change here needs a migration in ``store/migrations/versions``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, LargeBinary, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Subject(Base):
+    """Someone who can call the API: a user account for now."""
+
+    __tablename__ = "subjects"
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Token(Base):
+    """A bearer credential. Only the SHA-256 of the secret is kept."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Community(Base):
+    __tablename__ = "communities"
+    __table_args__ = (Index("ix_communities_org_id", "organization_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    organization_id: Mapped[str] = mapped_column(ForeignKey("organizations.id"))
+    name: Mapped[str] = mapped_column(String(63), default="")
+    description: Mapped[str] = mapped_column(String(256), default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    billing_account_id: Mapped[str] = mapped_column(String(50), default="")
+    created_by_id: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Project(Base):
+    __tablename__ = "projects"
+    __table_args__ = (Index("ix_projects_community_id", "community_id", "id"),)
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    community_id: Mapped[str] = mapped_column(ForeignKey("communities.id"))
+    name: Mapped[str] = mapped_column(String(63), default="")
+    description: Mapped[str] = mapped_column(String(256), default="")
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    limits: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by_id: Mapped[str] = mapped_column(String(50))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Operation(Base):
+    """A long-running operation; metadata/response/error hold serialized protobufs."""
+
+    __tablename__ = "operations"
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    resource_id: Mapped[str] = mapped_column(String(50), default="", index=True)
+    created_by: Mapped[str] = mapped_column(String(50), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    modified_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done: Mapped[bool] = mapped_column(Boolean, default=False)
+    metadata_pb: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    response_pb: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    error_pb: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
