@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -35,15 +36,19 @@ async def _run(settings: Settings) -> None:
 
 
 def serve(
-    data_dir: Path = typer.Option(None, help="Data folder [env: OPENSPHERE_DATA_DIR, "
-                                  "default ~/.opensphere]"),
-    host: str = typer.Option(None, help="Address to listen on [default 127.0.0.1]"),
-    grpc_port: int = typer.Option(None, help="gRPC port [default 50051; 0 picks a free one]"),
-    rest_port: int = typer.Option(None, help="REST port [default 8080; 0 picks a free one]"),
-    database_url: str = typer.Option(None, help="SQLAlchemy URL; default a SQLite file in "
-                                     "the data folder"),
-    tls_cert: Path = typer.Option(None, help="PEM certificate: serve TLS (with --tls-key)"),
-    tls_key: Path = typer.Option(None, help="PEM private key for --tls-cert"),
+    data_dir: Annotated[Path | None, typer.Option(
+        help="Data folder [env: OPENSPHERE_DATA_DIR, default ~/.opensphere]")] = None,
+    host: Annotated[str | None, typer.Option(
+        help="Address to listen on [default 127.0.0.1]")] = None,
+    grpc_port: Annotated[int | None, typer.Option(
+        help="gRPC port [default 50051; 0 picks a free one]")] = None,
+    rest_port: Annotated[int | None, typer.Option(
+        help="REST port [default 8080; 0 picks a free one]")] = None,
+    database_url: Annotated[str | None, typer.Option(
+        help="SQLAlchemy URL; default a SQLite file in the data folder")] = None,
+    tls_cert: Annotated[Path | None, typer.Option(
+        help="PEM certificate: serve TLS (with --tls-key)")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key for --tls-cert")] = None,
 ) -> None:
     """Start the API server (gRPC and REST) and run until interrupted."""
     if (tls_cert is None) != (tls_key is None):

@@ -1,0 +1,55 @@
+"""The official SDK, in its own process, against a TLS-enabled OpenSphere server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pg import BACKENDS, FreshDatabaseUrl
+from servers import RunningServer, ServerThread, settings_for
+from tls import make_certificate
+
+SCRIPT = Path(__file__).with_name("sdk_client.py")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def tls_server(request: pytest.FixtureRequest, fresh_database_url: FreshDatabaseUrl,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = make_certificate(folder)
+    thread = ServerThread(settings_for(folder / "data", fresh_database_url(request.param),
+                                       tls_cert=cert, tls_key=key))
+    running = thread.start()
+    try:
+        yield running
+    finally:
+        thread.stop()
+
+
+def run_sdk(server: RunningServer, scenario: str, *args: str) -> dict:
+    env = {**os.environ, "OPENSPHERE_SDK_ENDPOINT": server.grpc,
+           "OPENSPHERE_SDK_TOKEN": server.token,
+           "OPENSPHERE_SDK_CA": str(server.settings.tls_cert)}
+    done = subprocess.run([sys.executable, str(SCRIPT), scenario, *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_sdk_creates_gets_and_lists(tls_server: RunningServer) -> None:
+    out = run_sdk(tls_server, "communities_and_projects", tls_server.organization_id)
+    community, project = out["community"], out["project"]
+    assert community["name"] == "sdk-community"
+    assert community["organizationId"] == tls_server.organization_id
+    assert out["operation"]["done"] is True
+    assert out["operation"]["metadata"]["communityId"] == community["id"]
+    assert out["community_get"] == community
+    assert community["id"] in [c["id"] for c in out["community_list"]["communities"]]
+    assert project["name"] == "sdk-project" and project["communityId"] == community["id"]
+    assert out["project_get"] == project
+    assert [p["id"] for p in out["project_list"]["projects"]] == [project["id"]]
