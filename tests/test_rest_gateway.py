@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -185,28 +186,43 @@ def test_literal_route_beats_variable(http) -> None:
         assert "GetRestrictionsMeta" in response.json()["message"]
 
 
-def test_paging_walks_every_project_once(http, api_server) -> None:
-    team = done_response(http.post("/datasphere/v2/communities", json={
-        "organizationId": api_server.organization_id, "name": "paging-team"}), "Community")
-    created = {done_response(http.post("/datasphere/v2/projects", json={
-        "communityId": team["id"], "name": f"p{i:02d}"}), "Project")["id"] for i in range(25)}
+def walk(http: httpx.Client, params: dict[str, str]) -> tuple[list[str], int]:
+    """Every project id over all pages, and the number of pages it took."""
     seen: list[str] = []
-    params = {"communityId": team["id"], "pageSize": "10"}
+    params = dict(params)
     pages = 0
     while True:
         page = ok(http.get("/datasphere/v2/projects", params=params))
         pages += 1
-        assert len(page["projects"]) <= 10
         seen += [p["id"] for p in page["projects"]]
         if not page["nextPageToken"]:
-            break
+            return seen, pages
         params["pageToken"] = page["nextPageToken"]
+
+
+def test_paging_walks_2500_projects_once(http, api_server) -> None:
+    team = done_response(http.post("/datasphere/v2/communities", json={
+        "organizationId": api_server.organization_id, "name": "paging-team"}), "Community")
+
+    def create(i: int) -> str:
+        return done_response(http.post("/datasphere/v2/projects", json={
+            "communityId": team["id"], "name": f"p{i:04d}"}), "Project")["id"]
+
+    with ThreadPoolExecutor(8) as pool:
+        created = list(pool.map(create, range(2500)))
+    seen, pages = walk(http, {"communityId": team["id"], "pageSize": "1000"})
     assert pages == 3
-    assert len(seen) == len(set(seen)) == 25
-    assert set(seen) == created
+    assert len(seen) == len(set(seen)) == 2500
+    assert set(seen) == set(created)
+    assert seen == sorted(seen)  # stable order: ids are time-ordered
+    default, pages = walk(http, {"communityId": team["id"]})
+    assert (default, pages) == (seen, 25)  # page size 0 means the default, 100
     snake = ok(http.get("/datasphere/v2/projects",
                         params={"community_id": team["id"], "page_size": "10"}))
     assert [p["id"] for p in snake["projects"]] == seen[:10]
+    too_big = http.get("/datasphere/v2/projects",
+                       params={"communityId": team["id"], "pageSize": "1001"})
+    assert "page_size" in error(too_big, 400, 3)["message"]
 
 
 def test_openapi_document(anonymous) -> None:

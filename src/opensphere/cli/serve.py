@@ -11,13 +11,18 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from opensphere.server import Server
 from opensphere.settings import Settings
 
 console = Console()
 
 
 async def _run(settings: Settings) -> None:
+    from opensphere.server import Server  # heavy: imported only when serving, not by clients
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     server = Server(settings)
     addresses = await server.start()
     if addresses.admin_token_path is not None:
@@ -25,10 +30,6 @@ async def _run(settings: Settings) -> None:
                       f"{addresses.admin_token_path}[/bold] (mode 0600)")
     console.print(f"OpenSphere gRPC on [bold]{addresses.grpc}[/bold], "
                   f"REST on [bold]{addresses.rest}[/bold]; data in {settings.data_dir}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     console.print("Stopping...")
     await server.stop()
