@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import yandexcloud
 from google.protobuf.json_format import MessageToDict
+from yandex.cloud.access import access_pb2
 from yandex.cloud.datasphere.v2 import community_pb2, project_pb2
 from yandex.cloud.datasphere.v2.community_service_pb2 import (
     CreateCommunityMetadata,
@@ -31,6 +32,7 @@ from yandex.cloud.datasphere.v2.project_service_pb2 import (
     CreateProjectRequest,
     GetProjectRequest,
     ListProjectsRequest,
+    UpdateProjectAccessBindingsMetadata,
 )
 from yandex.cloud.datasphere.v2.project_service_pb2_grpc import ProjectServiceStub
 from yandex.cloud.operation.operation_service_pb2 import GetOperationRequest
@@ -87,8 +89,27 @@ def communities_and_projects(organization_id: str) -> dict[str, Any]:
     }
 
 
+def access_bindings(project_id: str, subject_id: str) -> dict[str, Any]:
+    """Grant a role with UpdateAccessBindings, then list the bindings back."""
+    client = sdk()
+    projects = ProjectServiceStub(datasphere_channel())
+    op = projects.UpdateAccessBindings(access_pb2.UpdateAccessBindingsRequest(
+        resource_id=project_id, access_binding_deltas=[access_pb2.AccessBindingDelta(
+            action=access_pb2.ADD, access_binding=access_pb2.AccessBinding(
+                role_id="datasphere.community-projects.developer",
+                subject=access_pb2.Subject(id=subject_id, type="userAccount")))]))
+    result = client.wait_operation_and_get_result(
+        op, response_type=access_pb2.AccessBindingsOperationResult,
+        meta_type=UpdateProjectAccessBindingsMetadata)
+    listed = projects.ListAccessBindings(access_pb2.ListAccessBindingsRequest(
+        resource_id=project_id))
+    return {"operation": MessageToDict(op), "result": MessageToDict(result.response),
+            "metadata": MessageToDict(result.meta), "bindings": MessageToDict(listed)}
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
     "communities_and_projects": communities_and_projects,
+    "access_bindings": access_bindings,
 }
 
 if __name__ == "__main__":

@@ -53,3 +53,15 @@ def test_sdk_creates_gets_and_lists(tls_server: RunningServer) -> None:
     assert project["name"] == "sdk-project" and project["communityId"] == community["id"]
     assert out["project_get"] == project
     assert [p["id"] for p in out["project_list"]["projects"]] == [project["id"]]
+
+
+def test_sdk_updates_and_lists_access_bindings(tls_server: RunningServer) -> None:
+    admin = tls_server.client()
+    out = run_sdk(tls_server, "communities_and_projects", tls_server.organization_id)
+    user = admin.call("SubjectService.Create", {"type": "userAccount", "name": "sdk-dev"})
+    got = run_sdk(tls_server, "access_bindings", out["project"]["id"], user.id)
+    assert got["metadata"] == {"projectId": out["project"]["id"]}
+    assert got["result"]["effectiveDeltas"][0]["accessBinding"]["subject"]["id"] == user.id
+    roles = {(b["roleId"], b["subject"]["id"]) for b in got["bindings"]["accessBindings"]}
+    assert ("datasphere.community-projects.developer", user.id) in roles
+    assert ("datasphere.community-projects.admin", out["project"]["createdById"]) in roles

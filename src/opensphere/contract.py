@@ -8,7 +8,11 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, MethodDescriptor, ServiceDescriptor
 from google.protobuf.message import Message
 
-from opensphere.proto_gen.opensphere.v1 import organization_service_pb2, token_service_pb2
+from opensphere.proto_gen.opensphere.v1 import (
+    iam_service_pb2,
+    organization_service_pb2,
+    token_service_pb2,
+)
 from opensphere.proto_gen.yandex.cloud.datasphere.v2 import (
     community_service_pb2,
     project_service_pb2,
@@ -23,6 +27,7 @@ SERVED_FILES = (
     api_endpoint_service_pb2,
     organization_service_pb2,
     token_service_pb2,
+    iam_service_pb2,
 )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from opensphere.iam.bootstrap import bootstrap
+from opensphere.iam.oidc import OidcVerifier
 from opensphere.settings import Settings
 from opensphere.store import Database
 
@@ -14,7 +16,10 @@ from opensphere.store import Database
 class Runtime:
     settings: Settings
     db: Database
+    oidc: OidcVerifier | None = None
     advertised_grpc_address: str = ""
+    # Shutdown hooks of components that own processes (kernels, IDEs), run newest first.
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
     async def start(cls, settings: Settings) -> tuple[Runtime, Path | None]:
@@ -23,7 +28,20 @@ class Runtime:
         db = Database(settings.effective_database_url)
         db.migrate()
         token_path = await bootstrap(db, settings.data_dir)
-        return cls(settings=settings, db=db), token_path
+        oidc = None
+        if settings.oidc:
+            assert settings.oidc_jwks_file is not None
+            oidc = OidcVerifier(settings.oidc_jwks_file, settings.oidc_issuer,
+                                settings.oidc_audience)
+        return cls(settings=settings, db=db, oidc=oidc), token_path
+
+    def project_dir(self, project_id: str) -> Path:
+        """The project's storage folder (created on first use); notebooks live here."""
+        path = self.settings.data_dir / "projects" / project_id
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return path
 
     async def close(self) -> None:
+        for closer in reversed(self.closers):
+            await closer()
         await self.db.close()

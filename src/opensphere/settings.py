@@ -22,6 +22,10 @@ class Settings:
     database_url: str = ""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # OpenID Connect: accept provider-signed bearer JWTs when all three are set.
+    oidc_jwks_file: Path | None = None
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
 
     @classmethod
     def from_env(cls, **overrides: object) -> Settings:
@@ -43,6 +47,10 @@ class Settings:
         return self.database_url or f"sqlite:///{self.data_dir / 'opensphere.db'}"
 
     @property
+    def oidc(self) -> bool:
+        return bool(self.oidc_jwks_file and self.oidc_issuer and self.oidc_audience)
+
+    @property
     def tls(self) -> bool:
         return self.tls_cert is not None and self.tls_key is not None
 
@@ -50,6 +58,6 @@ class Settings:
 def _coerce(default: object, name: str, raw: str) -> object:
     if isinstance(default, int):
         return int(raw)
-    if name in ("tls_cert", "tls_key"):
+    if name in ("tls_cert", "tls_key", "oidc_jwks_file"):
         return Path(raw) if raw else None
     return raw

@@ -1,4 +1,5 @@
-"""First start: an administrator, a default organization and the administrator's token file."""
+"""First start: an administrator of the whole installation, a default organization, and the
+administrator's token file (a token without expiry: it is how the installation is reached)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from opensphere.iam import tokens
+from opensphere.iam.authorizer import SYSTEM
+from opensphere.iam.roles import INSTALLATION_ADMIN_ROLE
 from opensphere.ids import new_id
 from opensphere.store import Database
 from opensphere.store import models as m
@@ -37,6 +40,9 @@ async def bootstrap(db: Database, data_dir: Path) -> Path | None:
         session.add(admin)
         session.add(m.Organization(id=new_id("bpf"), name=DEFAULT_ORG_NAME))
         await session.flush()
+        session.add(m.AccessBinding(resource_type=SYSTEM.kind, resource_id=SYSTEM.id,
+                                    role_id=INSTALLATION_ADMIN_ROLE, subject_type=admin.type,
+                                    subject_id=admin.id))
         _, secret = await tokens.issue(session, admin.id, description="administrator")
         path = data_dir / "admin.token"
         write_secret(path, secret)

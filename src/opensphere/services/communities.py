@@ -6,6 +6,7 @@ from google.protobuf import empty_pb2
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opensphere.iam.roles import COMMUNITY_CREATOR_ROLE
 from opensphere.ids import new_id
 from opensphere.proto_gen.yandex.cloud.datasphere.v2 import (
     community_pb2,
@@ -14,7 +15,7 @@ from opensphere.proto_gen.yandex.cloud.datasphere.v2 import (
     community_service_pb2 as cs,
 )
 from opensphere.proto_gen.yandex.cloud.operation import operation_pb2
-from opensphere.services import operations, paging
+from opensphere.services import access, operations, paging
 from opensphere.services.context import CallContext
 from opensphere.services.errors import ApiError, Code, not_found
 from opensphere.services.registry import rpc
@@ -53,8 +54,10 @@ async def create(ctx: CallContext, request: cs.CreateCommunityRequest) -> operat
             created_by_id=ctx.caller.subject_id, created_at=m.utcnow(),
         )
         session.add(row)
+        await access.grant_creator(session, ctx.caller, "community", row.id,
+                                   COMMUNITY_CREATOR_ROLE)
         return operations.completed(
-            session, ctx, "Create community", row.id,
+            session, ctx, "Create community", "community", row.id,
             cs.CreateCommunityMetadata(community_id=row.id), to_proto(row))
 
 
@@ -75,7 +78,7 @@ async def update(ctx: CallContext, request: cs.UpdateCommunityRequest) -> operat
         row.name, row.description = current.name, current.description
         row.labels = dict(current.labels)
         return operations.completed(
-            session, ctx, "Update community", row.id,
+            session, ctx, "Update community", "community", row.id,
             cs.UpdateCommunityMetadata(community_id=row.id), current)
 
 
@@ -86,9 +89,10 @@ async def delete(ctx: CallContext, request: cs.DeleteCommunityRequest) -> operat
         if await session.scalar(select(exists().where(m.Project.community_id == row.id))):
             raise ApiError(Code.FAILED_PRECONDITION,
                            f"community {row.id} still has projects: delete them first")
+        await access.drop_bindings(session, "community", row.id)
         await session.delete(row)
         return operations.completed(
-            session, ctx, "Delete community", row.id,
+            session, ctx, "Delete community", "community", row.id,
             cs.DeleteCommunityMetadata(community_id=row.id), empty_pb2.Empty())
 
 
@@ -102,6 +106,8 @@ async def list_(ctx: CallContext, request: cs.ListCommunitiesRequest
                                 m.Community.description.ilike(like, escape="\\")))
     if request.owned_by_id:
         query = query.where(m.Community.created_by_id == request.owned_by_id)
+    if ctx.visible is not None:
+        query = query.where(m.Community.id.in_(ctx.visible))
     query = paging.keyset(query, m.Community.id, request.page_token, request.page_size)
     async with ctx.runtime.db.session() as session:
         rows = (await session.scalars(query)).all()

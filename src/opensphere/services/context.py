@@ -21,3 +21,5 @@ class Caller:
 class CallContext:
     caller: Caller
     runtime: Runtime
+    # For List methods: the ids the caller may see, or None when it may see them all.
+    visible: set[str] | None = None

@@ -18,13 +18,13 @@ def _endpoints(ctx: CallContext) -> list[api_endpoint_pb2.ApiEndpoint]:
     return [api_endpoint_pb2.ApiEndpoint(id=i, address=address) for i in ENDPOINT_IDS]
 
 
-@rpc(SERVICE, "List", public=True)
+@rpc(SERVICE, "List")
 async def list_(ctx: CallContext, request: api_endpoint_service_pb2.ListApiEndpointsRequest
                 ) -> api_endpoint_service_pb2.ListApiEndpointsResponse:
     return api_endpoint_service_pb2.ListApiEndpointsResponse(endpoints=_endpoints(ctx))
 
 
-@rpc(SERVICE, "Get", public=True)
+@rpc(SERVICE, "Get")
 async def get(ctx: CallContext, request: api_endpoint_service_pb2.GetApiEndpointRequest
               ) -> api_endpoint_pb2.ApiEndpoint:
     for endpoint in _endpoints(ctx):

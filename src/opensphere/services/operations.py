@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import status_pb2
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opensphere.ids import new_id
@@ -37,11 +40,15 @@ def to_proto(row: m.Operation) -> operation_pb2.Operation:
     return op
 
 
-def start(session: AsyncSession, ctx: CallContext, description: str, resource_id: str,
-          metadata: Message) -> m.Operation:
-    """Add a not-yet-done operation to ``session`` (committed with the caller's transaction)."""
+def start(session: AsyncSession, ctx: CallContext, description: str, resource_type: str,
+          resource_id: str, metadata: Message) -> m.Operation:
+    """Add a not-yet-done operation to ``session`` (committed with the caller's transaction).
+
+    The resource (kind and id) decides who may read and cancel the operation.
+    """
     now = m.utcnow()
-    row = m.Operation(id=new_id("ops"), description=description, resource_id=resource_id,
+    row = m.Operation(id=new_id("ops"), description=description,
+                      resource_type=resource_type, resource_id=resource_id,
                       created_by=ctx.caller.subject_id, created_at=now, modified_at=now,
                       done=False, metadata_pb=_pack(metadata))
     session.add(row)
@@ -62,10 +69,11 @@ def finish(row: m.Operation, *, response: Message | None = None,
         row.response_pb = _pack(response) if response is not None else None
 
 
-def completed(session: AsyncSession, ctx: CallContext, description: str, resource_id: str,
-              metadata: Message, response: Message) -> operation_pb2.Operation:
+def completed(session: AsyncSession, ctx: CallContext, description: str, resource_type: str,
+              resource_id: str, metadata: Message, response: Message
+              ) -> operation_pb2.Operation:
     """An operation that is done by the time the call returns (same transaction as its work)."""
-    row = start(session, ctx, description, resource_id, metadata)
+    row = start(session, ctx, description, resource_type, resource_id, metadata)
     finish(row, response=response)
     return to_proto(row)
 
@@ -91,3 +99,47 @@ async def cancel(ctx: CallContext, request: operation_service_pb2.CancelOperatio
             raise ApiError(Code.FAILED_PRECONDITION,
                            f"operation {row.id} cannot be cancelled")
         return to_proto(row)
+
+
+# --- Operations that finish after their RPC returned (the work runs in a background task) ---
+# Each is one conditional UPDATE, so that whoever finishes an operation first wins and a
+# finished operation is never rewritten.
+
+async def report(session: AsyncSession, operation_id: str, metadata: Message) -> bool:
+    """Replace a running operation's metadata (its progress); False if it is already done."""
+    result = await session.execute(
+        update(m.Operation)
+        .where(m.Operation.id == operation_id, m.Operation.done.is_(False))
+        .values(metadata_pb=_pack(metadata), modified_at=m.utcnow()))
+    return result.rowcount == 1
+
+
+def _outcome(response: Message | None, error: ApiError | None) -> dict[str, object]:
+    """The columns ``finish`` sets, computed on a detached row so both share one encoding."""
+    row = m.Operation()
+    finish(row, response=response, error=error)
+    return {"done": True, "modified_at": row.modified_at, "response_pb": row.response_pb,
+            "error_pb": row.error_pb}
+
+
+async def finish_running(session: AsyncSession, operation_id: str, *,
+                         response: Message | None = None,
+                         error: ApiError | None = None) -> bool:
+    """``finish`` for an operation by id; False if something else finished it first."""
+    result = await session.execute(
+        update(m.Operation)
+        .where(m.Operation.id == operation_id, m.Operation.done.is_(False))
+        .values(**_outcome(response, error)))
+    return result.rowcount == 1
+
+
+async def fail_abandoned(session: AsyncSession, description: str, idle_since: datetime,
+                         error: ApiError) -> int:
+    """Fail running ``description`` operations untouched since ``idle_since``: their worker
+    died with its process. Returns how many were failed."""
+    result = await session.execute(
+        update(m.Operation)
+        .where(m.Operation.description == description, m.Operation.done.is_(False),
+               m.Operation.modified_at < idle_since)
+        .values(**_outcome(None, error)))
+    return result.rowcount

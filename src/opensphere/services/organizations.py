@@ -22,8 +22,10 @@ def to_proto(row: m.Organization) -> os_.Organization:
 @rpc(SERVICE, "List")
 async def list_(ctx: CallContext, request: os_.ListOrganizationsRequest
                 ) -> os_.ListOrganizationsResponse:
-    query = paging.keyset(select(m.Organization), m.Organization.id, request.page_token,
-                          request.page_size)
+    query = select(m.Organization)
+    if ctx.visible is not None:
+        query = query.where(m.Organization.id.in_(ctx.visible))
+    query = paging.keyset(query, m.Organization.id, request.page_token, request.page_size)
     async with ctx.runtime.db.session() as session:
         rows = (await session.scalars(query)).all()
     page, token = paging.split_page(rows, request.page_size, lambda r: r.id)

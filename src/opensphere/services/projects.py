@@ -10,11 +10,12 @@ from google.protobuf import empty_pb2, json_format
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from opensphere.iam.roles import PROJECT_CREATOR_ROLE
 from opensphere.ids import new_id
 from opensphere.proto_gen.yandex.cloud.datasphere.v2 import project_pb2
 from opensphere.proto_gen.yandex.cloud.datasphere.v2 import project_service_pb2 as ps
 from opensphere.proto_gen.yandex.cloud.operation import operation_pb2
-from opensphere.services import communities, operations, paging
+from opensphere.services import access, communities, operations, paging
 from opensphere.services.context import CallContext
 from opensphere.services.errors import not_found
 from opensphere.services.registry import rpc
@@ -66,8 +67,10 @@ async def create(ctx: CallContext, request: ps.CreateProjectRequest) -> operatio
             name=request.name, description=request.description, labels=request.labels,
             settings=request.settings, limits=request.limits))
         session.add(row)
-        return operations.completed(session, ctx, "Create project", row.id,
-                                    ps.CreateProjectMetadata(project_id=row.id), to_proto(row))
+        await access.grant_creator(session, ctx.caller, "project", row.id, PROJECT_CREATOR_ROLE)
+        return operations.completed(
+            session, ctx, "Create project", "project", row.id,
+            ps.CreateProjectMetadata(project_id=row.id), to_proto(row))
 
 
 @rpc(SERVICE, "Get")
@@ -89,17 +92,20 @@ async def update(ctx: CallContext, request: ps.UpdateProjectRequest) -> operatio
             patch.limits.CopyFrom(request.limits)
         apply_update(current, patch, request.update_mask, UPDATABLE)
         _store(row, current)
-        return operations.completed(session, ctx, "Update project", row.id,
-                                    ps.UpdateProjectMetadata(project_id=row.id), current)
+        return operations.completed(
+            session, ctx, "Update project", "project", row.id,
+            ps.UpdateProjectMetadata(project_id=row.id), current)
 
 
 @rpc(SERVICE, "Delete")
 async def delete(ctx: CallContext, request: ps.DeleteProjectRequest) -> operation_pb2.Operation:
     async with ctx.runtime.db.session() as session:
         row = await load(session, request.project_id)
+        await access.drop_bindings(session, "project", row.id)
         await session.delete(row)
-        return operations.completed(session, ctx, "Delete project", row.id,
-                                    ps.DeleteProjectMetadata(project_id=row.id), empty_pb2.Empty())
+        return operations.completed(
+            session, ctx, "Delete project", "project", row.id,
+            ps.DeleteProjectMetadata(project_id=row.id), empty_pb2.Empty())
 
 
 @rpc(SERVICE, "List")
@@ -110,6 +116,8 @@ async def list_(ctx: CallContext, request: ps.ListProjectsRequest) -> ps.ListPro
         query = query.where(m.Project.name.ilike(like, escape="\\"))
     if request.owned_by_id:
         query = query.where(m.Project.created_by_id == request.owned_by_id)
+    if ctx.visible is not None:
+        query = query.where(m.Project.id.in_(ctx.visible))
     query = paging.keyset(query, m.Project.id, request.page_token, request.page_size)
     async with ctx.runtime.db.session() as session:
         rows = (await session.scalars(query)).all()

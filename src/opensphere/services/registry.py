@@ -16,22 +16,16 @@ from opensphere.services.context import CallContext
 Handler = Callable[[CallContext, Any], Awaitable[Message]]
 
 HANDLERS: dict[str, Handler] = {}
-PUBLIC: set[str] = set()
 
 
-def rpc(service: str, method: str, *, public: bool = False) -> Callable[[Handler], Handler]:
-    """Register ``func`` as the implementation of ``service.method``.
-
-    ``public`` methods need no credentials (endpoint discovery only).
-    """
+def rpc(service: str, method: str) -> Callable[[Handler], Handler]:
+    """Register ``func`` as the implementation of ``service.method``."""
     name = f"{service}.{method}"
 
     def register(func: Handler) -> Handler:
         if name in HANDLERS:
             raise RuntimeError(f"{name} is implemented twice")
         HANDLERS[name] = func
-        if public:
-            PUBLIC.add(name)
         return func
 
     return register

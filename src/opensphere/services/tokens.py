@@ -12,7 +12,7 @@ SERVICE = "opensphere.v1.TokenService"
 
 @rpc(SERVICE, "Create")
 async def create(ctx: CallContext, request: ts.CreateTokenRequest) -> ts.CreateTokenResponse:
-    ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else None
+    ttl = request.ttl.ToTimedelta() if request.HasField("ttl") else tokens.DEFAULT_TTL
     async with ctx.runtime.db.session() as session:
         row, secret = await tokens.issue(session, ctx.caller.subject_id,
                                          description=request.description, ttl=ttl)

@@ -44,7 +44,7 @@ class Organization(Base):
 
 
 class Subject(Base):
-    """Someone who can call the API: a user account for now."""
+    """Someone who can call the API: userAccount, serviceAccount, group or federatedUser."""
 
     __tablename__ = "subjects"
 
@@ -54,6 +54,43 @@ class Subject(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class GroupMember(Base):
+    __tablename__ = "group_members"
+
+    group_id: Mapped[str] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"),
+                                          primary_key=True)
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"),
+                                            primary_key=True, index=True)
+
+
+class AccessBinding(Base):
+    """``role_id`` granted to a subject on a resource (and everything under it)."""
+
+    __tablename__ = "access_bindings"
+    __table_args__ = (Index("ix_access_bindings_subject", "subject_id"),)
+
+    resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    role_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    subject_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditRecord(Base):
+    """One mutating or denied call: who, what, on which resource, and how it ended."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    time: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    subject_id: Mapped[str] = mapped_column(String(100), default="", index=True)
+    method: Mapped[str] = mapped_column(String(128))
+    resource_id: Mapped[str] = mapped_column(String(100), default="")
+    result: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(String(512), default="")
+
+
 class Token(Base):
     """A bearer credential. Only the SHA-256 of the secret is kept."""
 
@@ -61,6 +98,7 @@ class Token(Base):
 
     id: Mapped[str] = mapped_column(String(50), primary_key=True)
     subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="bearer")  # bearer | api_key
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     description: Mapped[str] = mapped_column(String(256), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -104,6 +142,7 @@ class Operation(Base):
 
     id: Mapped[str] = mapped_column(String(50), primary_key=True)
     description: Mapped[str] = mapped_column(String(256), default="")
+    resource_type: Mapped[str] = mapped_column(String(32), default="")
     resource_id: Mapped[str] = mapped_column(String(50), default="", index=True)
     created_by: Mapped[str] = mapped_column(String(50), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -112,3 +151,20 @@ class Operation(Base):
     metadata_pb: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     response_pb: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     error_pb: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+
+
+class IdeCredential(Base):
+    """An IDE gateway secret, kept as SHA-256 so that any API replica can check it.
+
+    ``entry``: the single-use session token of ``ProjectService.Open``; ``cookie``: the
+    browser's session with one project's IDE, its expiry pushed forward while it is used.
+    """
+
+    __tablename__ = "ide_credentials"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # entry | cookie
+    subject_id: Mapped[str] = mapped_column(ForeignKey("subjects.id", ondelete="CASCADE"))
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -24,10 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from opensphere.proto_gen.yandex.cloud.access import access_pb2 as yandex_dot_cloud_dot_access_dot_access__pb2
+from opensphere.proto_gen.yandex.cloud.api import operation_pb2 as yandex_dot_cloud_dot_api_dot_operation__pb2
+from opensphere.proto_gen.yandex.cloud.operation import operation_pb2 as yandex_dot_cloud_dot_operation_dot_operation__pb2
 from opensphere.proto_gen.yandex.cloud import validation_pb2 as yandex_dot_cloud_dot_validation__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(opensphere/v1/organization_service.proto\x12\ropensphere.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dyandex/cloud/validation.proto\"X\n\x0cOrganization\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x18ListOrganizationsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x03\x42\n\xfa\xc7\x31\x06\x30-1000\x12\x1d\n\npage_token\x18\x02 \x01(\tB\t\x8a\xc8\x31\x05<=200\"h\n\x19ListOrganizationsResponse\x12\x32\n\rorganizations\x18\x01 \x03(\x0b\x32\x1b.opensphere.v1.Organization\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\x96\x01\n\x13OrganizationService\x12\x7f\n\x04List\x12\'.opensphere.v1.ListOrganizationsRequest\x1a(.opensphere.v1.ListOrganizationsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/opensphere/v1/organizationsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(opensphere/v1/organization_service.proto\x12\ropensphere.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a yandex/cloud/access/access.proto\x1a yandex/cloud/api/operation.proto\x1a&yandex/cloud/operation/operation.proto\x1a\x1dyandex/cloud/validation.proto\"X\n\x0cOrganization\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"X\n\x18ListOrganizationsRequest\x12\x1d\n\tpage_size\x18\x01 \x01(\x03\x42\n\xfa\xc7\x31\x06\x30-1000\x12\x1d\n\npage_token\x18\x02 \x01(\tB\t\x8a\xc8\x31\x05<=200\"h\n\x19ListOrganizationsResponse\x12\x32\n\rorganizations\x18\x01 \x03(\x0b\x32\x1b.opensphere.v1.Organization\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xf1\x06\n\x13OrganizationService\x12\x7f\n\x04List\x12\'.opensphere.v1.ListOrganizationsRequest\x1a(.opensphere.v1.ListOrganizationsResponse\"$\x82\xd3\xe4\x93\x02\x1e\x12\x1c/opensphere/v1/organizations\x12\xb8\x01\n\x12ListAccessBindings\x12..yandex.cloud.access.ListAccessBindingsRequest\x1a/.yandex.cloud.access.ListAccessBindingsResponse\"A\x82\xd3\xe4\x93\x02;\x12\x39/opensphere/v1/organizations/{resource_id}:accessBindings\x12\xf9\x01\n\x11SetAccessBindings\x12-.yandex.cloud.access.SetAccessBindingsRequest\x1a!.yandex.cloud.operation.Operation\"\x91\x01\xb2\xd2*F\n-yandex.cloud.access.SetAccessBindingsMetadata\x12\x15google.protobuf.Empty\x82\xd3\xe4\x93\x02\x41\"</opensphere/v1/organizations/{resource_id}:setAccessBindings:\x01*\x12\xa1\x02\n\x14UpdateAccessBindings\x12\x30.yandex.cloud.access.UpdateAccessBindingsRequest\x1a!.yandex.cloud.operation.Operation\"\xb3\x01\xb2\xd2*e\n0yandex.cloud.access.UpdateAccessBindingsMetadata\x12\x31yandex.cloud.access.AccessBindingsOperationResult\x82\xd3\xe4\x93\x02\x44\x32?/opensphere/v1/organizations/{resource_id}:updateAccessBindings:\x01*b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,12 +43,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTORGANIZATIONSREQUEST'].fields_by_name['page_token']._serialized_options = b'\212\3101\005<=200'
   _globals['_ORGANIZATIONSERVICE'].methods_by_name['List']._loaded_options = None
   _globals['_ORGANIZATIONSERVICE'].methods_by_name['List']._serialized_options = b'\202\323\344\223\002\036\022\034/opensphere/v1/organizations'
-  _globals['_ORGANIZATION']._serialized_start=153
-  _globals['_ORGANIZATION']._serialized_end=241
-  _globals['_LISTORGANIZATIONSREQUEST']._serialized_start=243
-  _globals['_LISTORGANIZATIONSREQUEST']._serialized_end=331
-  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_start=333
-  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_end=437
-  _globals['_ORGANIZATIONSERVICE']._serialized_start=440
-  _globals['_ORGANIZATIONSERVICE']._serialized_end=590
+  _globals['_ORGANIZATIONSERVICE'].methods_by_name['ListAccessBindings']._loaded_options = None
+  _globals['_ORGANIZATIONSERVICE'].methods_by_name['ListAccessBindings']._serialized_options = b'\202\323\344\223\002;\0229/opensphere/v1/organizations/{resource_id}:accessBindings'
+  _globals['_ORGANIZATIONSERVICE'].methods_by_name['SetAccessBindings']._loaded_options = None
+  _globals['_ORGANIZATIONSERVICE'].methods_by_name['SetAccessBindings']._serialized_options = b'\262\322*F\n-yandex.cloud.access.SetAccessBindingsMetadata\022\025google.protobuf.Empty\202\323\344\223\002A\"</opensphere/v1/organizations/{resource_id}:setAccessBindings:\001*'
+  _globals['_ORGANIZATIONSERVICE'].methods_by_name['UpdateAccessBindings']._loaded_options = None
+  _globals['_ORGANIZATIONSERVICE'].methods_by_name['UpdateAccessBindings']._serialized_options = b'\262\322*e\n0yandex.cloud.access.UpdateAccessBindingsMetadata\0221yandex.cloud.access.AccessBindingsOperationResult\202\323\344\223\002D2?/opensphere/v1/organizations/{resource_id}:updateAccessBindings:\001*'
+  _globals['_ORGANIZATION']._serialized_start=261
+  _globals['_ORGANIZATION']._serialized_end=349
+  _globals['_LISTORGANIZATIONSREQUEST']._serialized_start=351
+  _globals['_LISTORGANIZATIONSREQUEST']._serialized_end=439
+  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_start=441
+  _globals['_LISTORGANIZATIONSRESPONSE']._serialized_end=545
+  _globals['_ORGANIZATIONSERVICE']._serialized_start=548
+  _globals['_ORGANIZATIONSERVICE']._serialized_end=1429
 # @@protoc_insertion_point(module_scope)
