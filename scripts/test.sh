@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lint and run the test suite; arguments go to pytest and its exit code is ours.
 # The suite runs every storage test against SQLite and a throwaway PostgreSQL
-# server, so the PostgreSQL server binaries are installed here when missing.
+# server, so the PostgreSQL server binaries are installed here when missing (and
+# Chromium for the IDE's browser test).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -41,6 +42,23 @@ if [[ -z "${OPENSPHERE_PG_BIN:-}" ]]; then
     pg_bin="$(find_pg_bin)" || { echo "test.sh: initdb still missing after install" >&2; exit 1; }
   fi
   export OPENSPHERE_PG_BIN="$pg_bin"
+fi
+
+install_chromium() {
+  local sudo=()
+  if [[ $EUID -ne 0 ]]; then
+    sudo=(sudo)
+  fi
+  echo "test.sh: /usr/bin/chromium not found; installing Debian package chromium" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends chromium >/dev/null
+}
+
+# The IDE's browser test drives Debian's Chromium through playwright, never a browser
+# build that playwright downloads.
+if [[ ! -x /usr/bin/chromium ]]; then
+  install_chromium
 fi
 
 # Lint problems fail the run, but never hide the test results: pytest always runs.
