@@ -17,7 +17,9 @@ from typing import Any
 
 import grpc
 import yandexcloud
+from google.protobuf.empty_pb2 import Empty
 from google.protobuf.json_format import MessageToDict
+from google.protobuf.wrappers_pb2 import Int64Value
 from yandex.cloud.access import access_pb2
 from yandex.cloud.datasphere.v2 import community_pb2, project_pb2
 from yandex.cloud.datasphere.v2.community_service_pb2 import (
@@ -31,10 +33,19 @@ from yandex.cloud.datasphere.v2.project_service_pb2 import (
     CreateProjectMetadata,
     CreateProjectRequest,
     GetProjectRequest,
+    GetProjectRestrictionsRequest,
+    GetUnitBalanceRequest,
     ListProjectsRequest,
+    ProjectExecutionMetadata,
+    ProjectExecutionRequest,
+    ProjectExecutionResponse,
+    SetProjectRestrictionsRequest,
+    SetUnitBalanceMetadata,
+    SetUnitBalanceRequest,
     UpdateProjectAccessBindingsMetadata,
 )
 from yandex.cloud.datasphere.v2.project_service_pb2_grpc import ProjectServiceStub
+from yandex.cloud.datasphere.v2.restrictions_pb2 import Restriction, RestrictionsResponse
 from yandex.cloud.operation.operation_service_pb2 import GetOperationRequest
 from yandex.cloud.operation.operation_service_pb2_grpc import OperationServiceStub
 
@@ -107,7 +118,43 @@ def access_bindings(project_id: str, subject_id: str) -> dict[str, Any]:
             "metadata": MessageToDict(result.meta), "bindings": MessageToDict(listed)}
 
 
+def execute(project_id: str, notebook_id: str) -> dict[str, Any]:
+    """Run a notebook with an input and an output, and wait for the operation's result."""
+    client = sdk()
+    projects = ProjectServiceStub(datasphere_channel())
+    request = ProjectExecutionRequest(project_id=project_id, notebook_id=notebook_id,
+                                      output_variable_names=["result"])
+    request.input_variables.update({"factor": 6})
+    op = projects.Execute(request)
+    result = client.wait_operation_and_get_result(
+        op, response_type=ProjectExecutionResponse, meta_type=ProjectExecutionMetadata,
+        timeout=120)
+    return {"response": MessageToDict(result.response), "metadata": MessageToDict(result.meta)}
+
+
+def budget(project_id: str) -> dict[str, Any]:
+    """Set and read back the unit balance and the restrictions of a project."""
+    client = sdk()
+    projects = ProjectServiceStub(datasphere_channel())
+    op = projects.SetUnitBalance(SetUnitBalanceRequest(
+        project_id=project_id, unit_balance=Int64Value(value=5000)))
+    client.wait_operation_and_get_result(op, meta_type=SetUnitBalanceMetadata)
+    balance = projects.GetUnitBalance(GetUnitBalanceRequest(project_id=project_id))
+    meta = projects.GetRestrictionsMeta(Empty())
+    op = projects.SetRestrictions(SetProjectRestrictionsRequest(
+        project_id=project_id, restrictions=[
+            Restriction(name="allowed_specs", string_value=["c1.4", "c1.8"]),
+            Restriction(name="max_concurrent_runs", long_value=[2])]))
+    set_result = client.wait_operation_and_get_result(op, response_type=RestrictionsResponse)
+    restrictions = projects.GetRestrictions(GetProjectRestrictionsRequest(
+        project_id=project_id))
+    return {"balance": MessageToDict(balance), "meta": MessageToDict(meta),
+            "set": MessageToDict(set_result.response), "get": MessageToDict(restrictions)}
+
+
 SCENARIOS: dict[str, Callable[..., dict[str, Any]]] = {
+    "budget": budget,
+    "execute": execute,
     "communities_and_projects": communities_and_projects,
     "access_bindings": access_bindings,
 }

@@ -61,5 +61,7 @@ class ServerThread:
 
 
 def settings_for(data_dir: Path, database_url: str, **extra: object) -> Settings:
+    """Loopback ports picked by the OS; no pre-started kernels unless a test asks for them."""
+    extra.setdefault("kernel_pool_size", 0)
     return Settings.from_env(data_dir=data_dir, database_url=database_url, grpc_port=0,
                              rest_port=0, **extra)

@@ -264,3 +264,26 @@ def test_audit_records_survive_a_restart(tmp_path: Path,
         assert ("Create", "OK") in results
     finally:
         second.stop()
+
+
+def test_open_operations_are_readable_by_their_creator_only(api_server, tenants) -> None:
+    """Open's response holds a single-use session token: a project viewer must not see it."""
+    from sqlalchemy import create_engine
+
+    from opensphere.store import Database
+    from opensphere.store import models as m
+
+    alice, bob = tenants
+    add_role(alice["client"], "ProjectService", alice["project"],
+             "datasphere.community-projects.viewer", bob["id"])
+    db = create_engine(Database(api_server.settings.effective_database_url).sync_url)
+    with db.begin() as conn:
+        now = m.utcnow()
+        conn.execute(m.Operation.__table__.insert().values(
+            id="ops-open-secret", description="Open project", resource_type="project",
+            resource_id=alice["project"], created_by=alice["id"], created_at=now,
+            modified_at=now, done=True))
+    db.dispose()
+    assert alice["client"].call("OperationService.Get", {"operationId": "ops-open-secret"})
+    assert code_of(bob["client"].call, "OperationService.Get",
+                   {"operationId": "ops-open-secret"}) == grpc.StatusCode.NOT_FOUND

@@ -62,6 +62,9 @@ EXPECT: dict[str, Expect] = {
     f"{DS}.ProjectService.UpdateAccessBindings": Expect("project", 3),
     f"{DS}.ProjectService.SetUnitBalance": Expect("project", 3),
     f"{DS}.ProjectService.SetRestrictions": Expect("project", 3),
+    f"{DS}.ProjectService.ResizeDisk": Expect("project", 3),
+    f"{DS}.ProjectService.GetDiskInfo": Expect("project", 0),
+    f"{OS}.UsageService.List": Expect("project", 2),
     f"{DS}.ProjectService.Create": Expect("community", 1),
     f"{DS}.CommunityService.Get": Expect("community", SEES_ONLY),
     f"{DS}.CommunityService.List": Expect("community", SEES_ONLY),
@@ -74,6 +77,7 @@ EXPECT: dict[str, Expect] = {
     f"{DS}.CommunityService.SetRestrictions": Expect("community", 3),
     "yandex.cloud.operation.OperationService.Get": Expect("project", 0),
     "yandex.cloud.operation.OperationService.Cancel": Expect("project", 1),
+    f"{OS}.ExecutionService.Watch": Expect("project", 0),
     f"{DS}.CommunityService.Create": Expect("organization", 2),
     f"{OS}.OrganizationService.List": Expect("organization", 0),
     f"{OS}.OrganizationService.ListAccessBindings": Expect("organization", 0),
@@ -88,7 +92,14 @@ EXPECT: dict[str, Expect] = {
     f"{OS}.AuditService.List": Expect("installation", 3),
     "yandex.cloud.endpoint.ApiEndpointService.List": Expect("public", 0),
     "yandex.cloud.endpoint.ApiEndpointService.Get": Expect("public", 0),
+    f"{OS}.ProjectFileService.Download": Expect("project", 0),
+    f"{OS}.ProjectFileService.List": Expect("project", 0),
+    f"{OS}.ProjectFileService.Upload": Expect("project", 1),
+    f"{OS}.ProjectFileService.Move": Expect("project", 1),
+    f"{OS}.ProjectFileService.Delete": Expect("project", 1),
 }
+# Files the admin puts in every case's project, for the file methods to act on.
+FILES = ("read-me.txt", "move-me.txt", "delete-me.txt")
 # Destructive calls run last, the project before its community.
 LAST = [f"{DS}.ProjectService.Delete", f"{DS}.CommunityService.Delete"]
 
@@ -132,6 +143,9 @@ def requests(w: World) -> dict[str, dict[str, Any]]:
         f"{DS}.ProjectService.UpdateAccessBindings": {"resourceId": w.project, **grant},
         f"{DS}.ProjectService.SetUnitBalance": {**p, "unitBalance": "100"},
         f"{DS}.ProjectService.SetRestrictions": {**p, "restrictions": []},
+        f"{DS}.ProjectService.ResizeDisk": {**p, "newDiskSizeGb": 30},
+        f"{DS}.ProjectService.GetDiskInfo": p,
+        f"{OS}.UsageService.List": p,
         f"{DS}.ProjectService.Create": c,
         f"{DS}.CommunityService.Create": {"organizationId": w.org},
         f"{DS}.CommunityService.Get": c,
@@ -145,6 +159,7 @@ def requests(w: World) -> dict[str, dict[str, Any]]:
         f"{DS}.CommunityService.SetRestrictions": {**c, "restrictions": []},
         "yandex.cloud.operation.OperationService.Get": {"operationId": w.operation},
         "yandex.cloud.operation.OperationService.Cancel": {"operationId": w.operation},
+        f"{OS}.ExecutionService.Watch": {"operationId": w.operation},
         f"{OS}.OrganizationService.List": {},
         f"{OS}.OrganizationService.ListAccessBindings": {"resourceId": w.org},
         f"{OS}.OrganizationService.SetAccessBindings": keep("OrganizationService", w.org),
@@ -163,6 +178,11 @@ def requests(w: World) -> dict[str, dict[str, Any]]:
         f"{OS}.AuditService.List": {},
         "yandex.cloud.endpoint.ApiEndpointService.List": {},
         "yandex.cloud.endpoint.ApiEndpointService.Get": {"apiEndpointId": "datasphere"},
+        f"{OS}.ProjectFileService.Download": {**p, "path": "read-me.txt"},
+        f"{OS}.ProjectFileService.List": p,
+        f"{OS}.ProjectFileService.Upload": {**p, "path": "new.txt"},
+        f"{OS}.ProjectFileService.Move": {**p, "source": "move-me.txt", "destination": "m.txt"},
+        f"{OS}.ProjectFileService.Delete": {**p, "path": "delete-me.txt"},
     }
 
 
@@ -184,8 +204,13 @@ def expected(method: str, role: str | None, scope: str | None) -> str:
 def outcome(client: Client, method: str, request: dict[str, Any]) -> tuple[str, Any]:
     """("allow", response) or (code name, None) for an access refusal."""
     service, name = method.rsplit(".", 2)[-2:]
+    short = f"{service}.{name}"
     try:
-        return "allow", client.call(f"{service}.{name}", request)
+        if name == "Upload":
+            return "allow", client.stream_unary(short, [client.request(short, request)])
+        if name in ("Download", "Watch"):  # server-streaming
+            return "allow", list(client.unary_stream(short, request))
+        return "allow", client.call(short, request)
     except ClientError as err:
         if err.code in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.NOT_FOUND):
             return err.code.name, None
@@ -211,8 +236,15 @@ def fresh_world(setting: dict[str, Any], role: str | None, scope: str | None) ->
     admin.call("CommunityService.Create", {"organizationId": setting["org"]}).response.Unpack(
         community)
     admin.call("ProjectService.Create", {"communityId": community.id}).response.Unpack(project)
+    # Open is judged at its access check; no JupyterLab needs to start for that.
+    admin.call("CommunityService.SetRestrictions", {"communityId": community.id, "restrictions": [
+        {"name": "ide_allowed", "boolValue": [False]}]})
     operation = admin.call("ProjectService.Update", {"projectId": project.id,
                                                      "description": "by admin"}).id
+    for path in FILES:
+        head = admin.request("ProjectFileService.Upload", {"projectId": project.id,
+                                                           "path": path})
+        admin.stream_unary("ProjectFileService.Upload", [head, type(head)(chunk=b"data")])
     if role is not None:
         service, resource = ("ProjectService", project.id) if scope == "project" else \
             ("CommunityService", community.id)

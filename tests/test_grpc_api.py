@@ -206,6 +206,7 @@ def test_new_token_works(api_server) -> None:
 def test_capabilities_not_yet_available_are_unimplemented(client, community) -> None:
     project = unpack(client.call("ProjectService.Create", {"communityId": community.id}),
                      project_pb2.Project)
-    err = error_of(client.call, "ProjectService.Open", {"projectId": project.id})
+    err = error_of(client.call, "ProjectService.AddResource", {
+        "projectId": project.id, "resourceType": "RESOURCE_TYPE_DATASET", "resourceId": "d"})
     assert err.code == grpc.StatusCode.UNIMPLEMENTED
     assert "not available" in str(err)

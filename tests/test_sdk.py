@@ -9,7 +9,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
+from nbformat.v4 import new_code_cell, new_notebook
 from pg import BACKENDS, FreshDatabaseUrl
 from servers import RunningServer, ServerThread, settings_for
 from tls import make_certificate
@@ -65,3 +67,28 @@ def test_sdk_updates_and_lists_access_bindings(tls_server: RunningServer) -> Non
     roles = {(b["roleId"], b["subject"]["id"]) for b in got["bindings"]["accessBindings"]}
     assert ("datasphere.community-projects.developer", user.id) in roles
     assert ("datasphere.community-projects.admin", out["project"]["createdById"]) in roles
+
+
+def test_sdk_executes_a_notebook_and_waits(tls_server: RunningServer) -> None:
+    out = run_sdk(tls_server, "communities_and_projects", tls_server.organization_id)
+    project = out["project"]["id"]
+    folder = tls_server.settings.data_dir / "projects" / project
+    folder.mkdir(parents=True, exist_ok=True)
+    source = "import os\nresult = int(os.environ['factor']) * 7"
+    notebook = new_notebook(cells=[new_code_cell(source)])
+    nbformat.write(notebook, folder / "sdk.ipynb")
+    got = run_sdk(tls_server, "execute", project, "sdk.ipynb")
+    assert got["response"]["executionStatus"] == "OK", got
+    assert got["response"]["outputVariables"] == {"result": 42.0}
+    assert got["metadata"] == {"projectId": project, "notebookId": "sdk.ipynb"}
+
+
+def test_sdk_reads_and_sets_balance_and_restrictions(tls_server: RunningServer) -> None:
+    out = run_sdk(tls_server, "communities_and_projects", tls_server.organization_id)
+    got = run_sdk(tls_server, "budget", out["project"]["id"])
+    assert got["balance"] == {"unitBalance": "5000"}
+    assert {r["name"] for r in got["meta"]["restrictionsMeta"]} >= {"allowed_specs"}
+    expected = {"restrictions": [
+        {"name": "allowed_specs", "stringValue": ["c1.4", "c1.8"]},
+        {"name": "max_concurrent_runs", "longValue": ["2"]}]}
+    assert got["set"] == expected and got["get"] == expected

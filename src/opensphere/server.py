@@ -12,7 +12,9 @@ from pathlib import Path
 
 import uvicorn
 
+from opensphere.ide.gateway import Gateway
 from opensphere.runtime import Runtime
+from opensphere.services import execution, ide
 from opensphere.services.api import Api
 from opensphere.settings import Settings
 from opensphere.transport import grpc_server, rest
@@ -65,6 +67,14 @@ class Server:
         s = self.settings
         self.runtime, token_path = await Runtime.start(s)
         api = Api(self.runtime)
+        # The REST port is bound first: IDE URLs name it, and Open may be called over gRPC
+        # as soon as that starts.
+        sock = _bind(s.host, s.rest_port)
+        scheme = "https" if s.tls else "http"
+        rest_url = f"{scheme}://{_hostport(s.host, sock.getsockname()[1])}"
+        ides = await ide.start(self.runtime, rest_url)
+        await execution.start(self.runtime)
+
         cert = s.tls_cert.read_bytes() if s.tls_cert else None
         key = s.tls_key.read_bytes() if s.tls_key else None
         self._grpc = grpc_server.build_server(api)
@@ -72,10 +82,9 @@ class Server:
         self.runtime.advertised_grpc_address = _hostport(s.host, grpc_port)
         await self._grpc.start()
 
-        sock = _bind(s.host, s.rest_port)
-        rest_port = sock.getsockname()[1]
         config = uvicorn.Config(
-            rest.build_app(api), log_level="warning", access_log=False, lifespan="off",
+            rest.build_app(api, Gateway(ides, self.runtime.db)), log_level="warning",
+            access_log=False, lifespan="off",
             ssl_certfile=str(s.tls_cert) if s.tls else None,
             ssl_keyfile=str(s.tls_key) if s.tls else None,
         )
@@ -85,9 +94,7 @@ class Server:
             if self._rest_task.done():
                 self._rest_task.result()
             await asyncio.sleep(0.01)
-        scheme = "https" if s.tls else "http"
-        return Addresses(grpc=self.runtime.advertised_grpc_address,
-                         rest=f"{scheme}://{_hostport(s.host, rest_port)}",
+        return Addresses(grpc=self.runtime.advertised_grpc_address, rest=rest_url,
                          admin_token_path=token_path)
 
     async def stop(self, grace: float = 5.0) -> None:

@@ -22,6 +22,10 @@ class Settings:
     database_url: str = ""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # Kernels kept started so that a notebook's first run does not wait for one.
+    kernel_pool_size: int = 2
+    # Storage size of a project whose size was never set with ResizeDisk.
+    default_disk_size_gb: int = 20
     # OpenID Connect: accept provider-signed bearer JWTs when all three are set.
     oidc_jwks_file: Path | None = None
     oidc_issuer: str = ""

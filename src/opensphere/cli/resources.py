@@ -69,13 +69,14 @@ def unpack(packed: any_pb2.Any) -> Message:
 
 # --- Option values ------------------------------------------------------------------------
 
-def parse_labels(items: Sequence[str]) -> dict[str, str]:
-    """``KEY=VALUE`` pairs into a map; the server checks what keys and values may hold."""
+def parse_labels(items: Sequence[str], option: str = "--label") -> dict[str, str]:
+    """``KEY=VALUE`` pairs (of ``option``) into a map; the server checks what keys and
+    values may hold."""
     labels: dict[str, str] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise CliError(f"--label {item!r}: expected KEY=VALUE")
+            raise CliError(f"{option} {item!r}: expected KEY=VALUE")
         labels[key] = value
     return labels
 
@@ -403,11 +404,14 @@ def _token_group() -> typer.Typer:
     return group
 
 
-def register(app: typer.Typer) -> None:
-    """Add the client command groups to the ``opensphere`` application."""
+def register(app: typer.Typer) -> dict[str, typer.Typer]:
+    """Add the client command groups to the ``opensphere`` application; returns them by name,
+    for modules that add commands of their own."""
+    groups = {}
     for res in RESOURCES:
-        group = typer.Typer(no_args_is_help=True, help=res.help)
+        group = groups[res.group] = typer.Typer(no_args_is_help=True, help=res.help)
         for verb in res.verbs:
             VERBS[verb](group, res)
         app.add_typer(group, name=res.group)
     app.add_typer(_token_group(), name="token")
+    return groups

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from google.protobuf.descriptor import MethodDescriptor
 from google.protobuf.message import Message
@@ -15,9 +17,10 @@ from opensphere.iam.authn import authenticate
 from opensphere.iam.authorizer import SYSTEM, Resource, authorize, visible_ids
 from opensphere.runtime import Runtime
 from opensphere.services.context import CallContext, Caller
-from opensphere.services.errors import ApiError, Code, not_found
+from opensphere.services.errors import ApiError, Code, invalid_argument, not_found
 from opensphere.services.permissions import (
     CANCEL_PERMISSION,
+    CREATOR_ONLY_OPERATIONS,
     RULES,
     Authenticated,
     Check,
@@ -26,15 +29,16 @@ from opensphere.services.permissions import (
     Public,
     Rule,
 )
-from opensphere.services.registry import HANDLERS
+from opensphere.services.registry import HANDLERS, Handler
 from opensphere.services.validation import validate
 from opensphere.store import models as m
 
 SERVICE_MODULES = (
     "communities", "projects", "operations", "endpoints", "organizations", "tokens", "access",
-    "subjects", "ide",
+    "subjects", "ide", "files", "execution", "restrictions", "budget", "disk", "watch",
 )
 ANONYMOUS = Caller(subject_id="", subject_type="anonymous")
+AUDITED_IDS = ("subject_id", "group_id", "credential_id")
 DENIED = (Code.UNAUTHENTICATED, Code.PERMISSION_DENIED, Code.NOT_FOUND)
 log = logging.getLogger(__name__)
 
@@ -43,18 +47,56 @@ for _module in SERVICE_MODULES:
 
 
 def is_mutating(method: MethodDescriptor) -> bool:
-    """Everything but reads (Get*/List*) changes state and is audited."""
-    return not method.name.startswith(("Get", "List"))
+    """Everything but reads (Get*/List*/Download/Watch) changes state and is audited."""
+    return not method.name.startswith(("Get", "List", "Download", "Watch"))
+
+
+async def _following(rule: Rule, first: Message,
+                     rest: AsyncIterator[Message]) -> AsyncIterator[Message]:
+    """The rest of a client stream; a message naming another resource than ``first`` is
+    refused, since only ``first`` was authorized."""
+    field = rule.field if isinstance(rule, Check) else ""
+    async for message in rest:
+        if field and getattr(message, field) not in ("", getattr(first, field)):
+            raise invalid_argument(field, "only the first message of a stream names it")
+        yield message
 
 
 class Api:
-    """Runs one RPC for a transport. Every call goes through ``call``; nothing else decides."""
+    """Runs one RPC for a transport. Every call goes through ``_admitted``, whatever its
+    streaming shape; nothing else decides."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     async def call(self, method: MethodDescriptor, request: Message,
                    authorization: str | None) -> Message:
+        """A unary RPC."""
+        async with self._admitted(method, request, authorization) as (ctx, handler):
+            return await handler(ctx, request)  # type: ignore[call-arg]
+
+    async def call_stream_unary(self, method: MethodDescriptor, first: Message,
+                                rest: AsyncIterator[Message],
+                                authorization: str | None) -> Message:
+        """A client-streaming RPC: ``first`` alone decides the resource, so it is checked
+        before the handler reads ``rest``, whose messages may not aim elsewhere."""
+        async with self._admitted(method, first, authorization) as (ctx, handler):
+            following = _following(RULES[method.full_name], first, rest)
+            return await handler(ctx, first, following)  # type: ignore[call-arg]
+
+    async def call_unary_stream(self, method: MethodDescriptor, request: Message,
+                                authorization: str | None) -> AsyncIterator[Message]:
+        """A server-streaming RPC; the checks run when the first message is asked for."""
+        async with self._admitted(method, request, authorization) as (ctx, handler):
+            async for message in handler(ctx, request):  # type: ignore[union-attr]
+                yield message
+
+    @asynccontextmanager
+    async def _admitted(self, method: MethodDescriptor, request: Message,
+                        authorization: str | None
+                        ) -> AsyncIterator[tuple[CallContext, Handler]]:
+        """Authenticate, validate and authorize ``request``, then give the handler to run;
+        audit refusals always, and the outcome of whatever changes state."""
         name = method.full_name
         rule = RULES.get(name)
         caller = ANONYMOUS
@@ -72,15 +114,13 @@ class Api:
                         "DataSphere API but is not available in this OpenSphere release yet")
                 validate(request)
                 visible = await self._authorize(session, caller, rule, request)
-            response = await handler(
-                CallContext(caller=caller, runtime=self.runtime, visible=visible), request)
+            yield CallContext(caller=caller, runtime=self.runtime, visible=visible), handler
         except ApiError as err:
             if err.code in DENIED or is_mutating(method):
                 await self._audit(caller, method, rule, request, err.code.name, err.message)
             raise
         if is_mutating(method):
             await self._audit(caller, method, rule, request, "OK", "")
-        return response
 
     async def _authorize(self, session: AsyncSession, caller: Caller, rule: Rule,
                          request: Message) -> set[str] | None:
@@ -109,14 +149,18 @@ class Api:
             raise not_found("operation", operation_id)
         if op.created_by == caller.subject_id:
             return
+        # Others see an operation when they see its resource; one holding its creator's
+        # secret only when they administer the resource (and could grant themselves it).
+        needed = f"{op.resource_type}.setAccessBindings" \
+            if op.description in CREATOR_ONLY_OPERATIONS else f"{op.resource_type}.get"
         try:
-            await authorize(session, caller, f"{op.resource_type}.get", op.resource_type,
-                            op.resource_id)
+            await authorize(session, caller, needed, op.resource_type, op.resource_id)
             if rule.cancel:
                 await authorize(session, caller, CANCEL_PERMISSION[op.resource_type],
                                 op.resource_type, op.resource_id)
         except (ApiError, ValueError, KeyError) as err:
-            if isinstance(err, ApiError) and err.code == Code.PERMISSION_DENIED:
+            if isinstance(err, ApiError) and err.code == Code.PERMISSION_DENIED \
+                    and op.description not in CREATOR_ONLY_OPERATIONS:
                 raise
             raise not_found("operation", operation_id) from None
 
@@ -127,6 +171,9 @@ class Api:
             resource_id = getattr(request, rule.field)
         elif isinstance(rule, OnOperation):
             resource_id = request.operation_id  # type: ignore[attr-defined]
+        else:  # installation-wide calls: record the subject or credential they act on
+            fields = request.DESCRIPTOR.fields_by_name
+            resource_id = next((getattr(request, f) for f in AUDITED_IDS if f in fields), "")
         try:
             await audit.record(self.runtime.db, caller.subject_id, method.full_name,
                                resource_id, result, message)

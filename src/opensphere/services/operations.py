@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 
 from google.protobuf import any_pb2
@@ -18,6 +19,7 @@ from opensphere.services.registry import rpc
 from opensphere.store import models as m
 
 SERVICE = "yandex.cloud.operation.OperationService"
+CANCEL_WAIT = 10.0  # seconds Cancel waits for the work to stop before it answers
 
 
 def _pack(message: Message) -> bytes:
@@ -91,14 +93,28 @@ async def get(ctx: CallContext, request: operation_service_pb2.GetOperationReque
 @rpc(SERVICE, "Cancel")
 async def cancel(ctx: CallContext, request: operation_service_pb2.CancelOperationRequest
                  ) -> operation_pb2.Operation:
+    """Stop the work behind a running operation and return it once it ended (or after a
+    few seconds); a finished operation is returned as it is."""
     async with ctx.runtime.db.session() as session:
         row = await session.get(m.Operation, request.operation_id)
         if row is None:
             raise not_found("operation", request.operation_id)
-        if not row.done:
-            raise ApiError(Code.FAILED_PRECONDITION,
-                           f"operation {row.id} cannot be cancelled")
+    if row.done:
         return to_proto(row)
+    stop = ctx.runtime.cancellers.get(row.description)
+    if stop is None or not stop(row.id):
+        raise ApiError(Code.FAILED_PRECONDITION,
+                       f"operation {row.id} cannot be cancelled on this server")
+    deadline = asyncio.get_running_loop().time() + CANCEL_WAIT
+    while True:
+        async with ctx.runtime.db.session() as session:
+            row = await session.get(m.Operation, request.operation_id)
+        if row is None or row.done or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    if row is None:
+        raise not_found("operation", request.operation_id)
+    return to_proto(row)
 
 
 # --- Operations that finish after their RPC returned (the work runs in a background task) ---
@@ -133,13 +149,22 @@ async def finish_running(session: AsyncSession, operation_id: str, *,
     return result.rowcount == 1
 
 
-async def fail_abandoned(session: AsyncSession, description: str, idle_since: datetime,
-                         error: ApiError) -> int:
-    """Fail running ``description`` operations untouched since ``idle_since``: their worker
-    died with its process. Returns how many were failed."""
+async def touch(session: AsyncSession, operation_id: str) -> None:
+    """Mark a running operation as still looked after (see ``finish_abandoned``)."""
+    await session.execute(
+        update(m.Operation)
+        .where(m.Operation.id == operation_id, m.Operation.done.is_(False))
+        .values(modified_at=m.utcnow()))
+
+
+async def finish_abandoned(session: AsyncSession, description: str, idle_since: datetime, *,
+                           response: Message | None = None,
+                           error: ApiError | None = None) -> int:
+    """Finish running ``description`` operations untouched since ``idle_since``: their worker
+    died with its process. Returns how many were finished."""
     result = await session.execute(
         update(m.Operation)
         .where(m.Operation.description == description, m.Operation.done.is_(False),
                m.Operation.modified_at < idle_since)
-        .values(**_outcome(None, error)))
+        .values(**_outcome(response, error)))
     return result.rowcount

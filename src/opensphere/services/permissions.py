@@ -87,9 +87,12 @@ RULES: dict[str, Rule] = {
     f"{DS}.ProjectService.GetCellOutputs": Check("project.get", "project", "project_id"),
     f"{DS}.ProjectService.GetUnitBalance": Check("project.getBalance", "project", "project_id"),
     f"{DS}.ProjectService.SetUnitBalance": Check("project.setBalance", "project", "project_id"),
+    f"{DS}.ProjectService.ResizeDisk": Check("project.setRestrictions", "project", "project_id"),
+    f"{DS}.ProjectService.GetDiskInfo": Check("project.get", "project", "project_id"),
     **_resource_rules(f"{DS}.ProjectService", "project", "project_id"),
     "yandex.cloud.operation.OperationService.Get": OnOperation(cancel=False),
     "yandex.cloud.operation.OperationService.Cancel": OnOperation(cancel=True),
+    f"{OS}.ExecutionService.Watch": OnOperation(cancel=False),
     "yandex.cloud.endpoint.ApiEndpointService.Get": PUBLIC,
     "yandex.cloud.endpoint.ApiEndpointService.List": PUBLIC,
     f"{OS}.OrganizationService.List": Listing("organization.get", "organization", "system"),
@@ -100,11 +103,20 @@ RULES: dict[str, Rule] = {
     f"{OS}.OrganizationService.UpdateAccessBindings":
         Check("organization.setAccessBindings", "organization", "resource_id"),
     f"{OS}.TokenService.Create": AUTHENTICATED,
+    f"{OS}.UsageService.List": Check("project.getBalance", "project", "project_id"),
     **{f"{OS}.SubjectService.{name}": Check("system.manageSubjects", "system", "")
        for name in ("Create", "List", "Delete", "AddGroupMember", "RemoveGroupMember",
                     "IssueToken", "CreateApiKey", "RevokeCredential")},
     f"{OS}.AuditService.List": Check("system.readAudit", "system", ""),
+    **{f"{OS}.ProjectFileService.{name}": Check("project.files.read", "project", "project_id")
+       for name in ("Download", "List")},
+    **{f"{OS}.ProjectFileService.{name}": Check("project.files.write", "project", "project_id")
+       for name in ("Upload", "Move", "Delete")},
 }
+
+# Operations whose response holds a secret of their creator (Open's single-use IDE session
+# token): besides the creator, only administrators of the resource may read them.
+CREATOR_ONLY_OPERATIONS = frozenset({"Open project"})
 
 # Cancelling an operation needs, beside seeing its resource, this permission on it
 # (or having started the operation).

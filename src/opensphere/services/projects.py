@@ -36,8 +36,10 @@ def to_proto(row: m.Project) -> project_pb2.Project:
         created_by_id=row.created_by_id, community_id=row.community_id,
     )
     msg.created_at.FromDatetime(row.created_at)
-    json_format.ParseDict(row.settings, msg.settings)
-    json_format.ParseDict(row.limits, msg.limits)
+    if row.settings:  # ParseDict is the slow part of rendering a project; skip it when empty
+        json_format.ParseDict(row.settings, msg.settings)
+    if row.limits:
+        json_format.ParseDict(row.limits, msg.limits)
     msg.settings.SetInParent()  # always present, so every reply has the same shape
     msg.limits.SetInParent()
     return msg
@@ -103,9 +105,12 @@ async def delete(ctx: CallContext, request: ps.DeleteProjectRequest) -> operatio
         row = await load(session, request.project_id)
         await access.drop_bindings(session, "project", row.id)
         await session.delete(row)
-        return operations.completed(
+        done = operations.completed(
             session, ctx, "Delete project", "project", row.id,
             ps.DeleteProjectMetadata(project_id=row.id), empty_pb2.Empty())
+    if ctx.runtime.ide is not None:  # its IDE goes with it
+        await ctx.runtime.ide.stop(request.project_id)
+    return done
 
 
 @rpc(SERVICE, "List")

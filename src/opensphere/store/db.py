@@ -45,7 +45,8 @@ class Database:
         self.is_sqlite = self.sync_url.get_backend_name() == "sqlite"
         if self.is_sqlite and self.sync_url.database:
             Path(self.sync_url.database).parent.mkdir(parents=True, exist_ok=True)
-        kwargs: dict[str, Any] = {} if self.is_sqlite else {"pool_size": 20, "max_overflow": 20}
+        # Enough pooled connections for the concurrency one process serves without churn.
+        kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 20}
         self.engine = create_async_engine(self.async_url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

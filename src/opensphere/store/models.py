@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, LargeBinary, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -168,3 +178,60 @@ class IdeCredential(Base):
     project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class Checkpoint(Base):
+    """What one Execute run left behind: the executed notebook and its variables."""
+
+    __tablename__ = "checkpoints"
+    __table_args__ = (Index("ix_checkpoints_project_notebook", "project_id", "notebook_id",
+                            "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    notebook_id: Mapped[str] = mapped_column(String(200))
+    operation_id: Mapped[str] = mapped_column(String(50), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16))  # OK | ERROR | ABORTED
+    notebook: Mapped[str] = mapped_column(Text)  # nbformat v4 JSON, outputs included
+    variables: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    error: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ProjectBudget(Base):
+    """A project's unit balance (NULL: unlimited) and storage size (NULL: the default)."""
+
+    __tablename__ = "project_budgets"
+
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"),
+                                            primary_key=True)
+    unit_balance: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    disk_size_gb: Mapped[int | None] = mapped_column(BigInteger, default=None)
+
+
+class Usage(Base):
+    """What one run consumed, charged while it runs, so a crash loses at most a second."""
+
+    __tablename__ = "usage"
+    __table_args__ = (Index("ix_usage_project_updated", "project_id", "updated_at"),)
+
+    operation_id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    subject_id: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    seconds: Mapped[int] = mapped_column(BigInteger, default=0)
+    units: Mapped[int] = mapped_column(BigInteger, default=0)
+    finished: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RestrictionValue(Base):
+    """One named restriction of a community or a project, as a list of values."""
+
+    __tablename__ = "restrictions"
+
+    resource_type: Mapped[str] = mapped_column(String(32), primary_key=True)
+    resource_id: Mapped[str] = mapped_column(String(50), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"values": [...]}

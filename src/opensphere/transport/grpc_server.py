@@ -1,9 +1,11 @@
-"""gRPC transport: generic handlers built from the descriptors, reflection and health."""
+"""gRPC transport: generic handlers built from the descriptors (unary, client- and
+server-streaming), reflection and health."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf.descriptor import MethodDescriptor
@@ -20,40 +22,83 @@ log = logging.getLogger(__name__)
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 
 
-def _behaviour(api: Api, method: MethodDescriptor
-               ) -> Callable[[Message, grpc.aio.ServicerContext], Awaitable[Message]]:
+def _authorization(context: grpc.aio.ServicerContext) -> str | None:
+    return next((v for k, v in context.invocation_metadata() or () if k == "authorization"),
+                None)
+
+
+async def _fail(context: grpc.aio.ServicerContext, method: MethodDescriptor,
+                exc: Exception) -> NoReturn:
+    """End the call with ``exc`` as its status; anything but an ApiError is INTERNAL."""
+    if not isinstance(exc, ApiError):
+        log.error("unhandled error in %s", method.full_name, exc_info=exc)
+        exc = ApiError(Code.INTERNAL, "internal error")
+    status = status_pb2.Status(code=int(exc.code), message=exc.message)
+    for detail in exc.details:
+        status.details.add().Pack(detail)
+    await context.abort(grpc.StatusCode[exc.code.name], exc.message,
+                        trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),))
+    raise AssertionError("abort returned")
+
+
+def _unary(api: Api, method: MethodDescriptor) -> Callable[..., Awaitable[Message]]:
     async def handle(request: Message, context: grpc.aio.ServicerContext) -> Message:
-        authorization = next((v for k, v in context.invocation_metadata() or ()
-                              if k == "authorization"), None)
         try:
-            return await api.call(method, request, authorization)
-        except ApiError as err:
-            await _abort(context, err)
-        except Exception:
-            log.exception("unhandled error in %s", method.full_name)
-            await _abort(context, ApiError(Code.INTERNAL, "internal error"))
-        raise AssertionError("unreachable")
+            return await api.call(method, request, _authorization(context))
+        except Exception as exc:
+            await _fail(context, method, exc)
 
     return handle
 
 
-async def _abort(context: grpc.aio.ServicerContext, err: ApiError) -> None:
-    status = status_pb2.Status(code=int(err.code), message=err.message)
-    for detail in err.details:
-        status.details.add().Pack(detail)
-    await context.abort(grpc.StatusCode[err.code.name], err.message,
-                        trailing_metadata=((STATUS_DETAILS_KEY, status.SerializeToString()),))
+def _client_stream(api: Api, method: MethodDescriptor) -> Callable[..., Awaitable[Message]]:
+    async def handle(requests: AsyncIterator[Message],
+                     context: grpc.aio.ServicerContext) -> Message:
+        try:
+            first = await anext(aiter(requests), None)
+            if first is None:
+                raise ApiError(Code.INVALID_ARGUMENT, "the request stream is empty")
+            return await api.call_stream_unary(method, first, requests,
+                                               _authorization(context))
+        except Exception as exc:
+            await _fail(context, method, exc)
+
+    return handle
+
+
+def _server_stream(api: Api, method: MethodDescriptor) -> Callable[..., AsyncIterator[Message]]:
+    async def handle(request: Message,
+                     context: grpc.aio.ServicerContext) -> AsyncIterator[Message]:
+        try:
+            async for message in api.call_unary_stream(method, request,
+                                                       _authorization(context)):
+                yield message
+        except Exception as exc:
+            await _fail(context, method, exc)
+
+    return handle
+
+
+# (client streaming, server streaming) -> grpc's handler factory and our behaviour for it.
+_SHAPES: dict[tuple[bool, bool], tuple[Callable[..., grpc.RpcMethodHandler],
+                                       Callable[[Api, MethodDescriptor], Callable[..., Any]]]] = {
+    (False, False): (grpc.unary_unary_rpc_method_handler, _unary),
+    (True, False): (grpc.stream_unary_rpc_method_handler, _client_stream),
+    (False, True): (grpc.unary_stream_rpc_method_handler, _server_stream),
+}
 
 
 def _service_handler(api: Api, service: object) -> grpc.GenericRpcHandler:
     handlers = {}
     for method in service.methods:  # type: ignore[attr-defined]
-        request_cls = contract.message_class(method.input_type)
-        response_cls = contract.message_class(method.output_type)
-        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _behaviour(api, method),
-            request_deserializer=request_cls.FromString,
-            response_serializer=response_cls.SerializeToString,
+        shape = (method.client_streaming, method.server_streaming)
+        if shape not in _SHAPES:
+            raise ValueError(f"{method.full_name}: bidirectional streaming is not supported")
+        factory, behaviour = _SHAPES[shape]
+        handlers[method.name] = factory(
+            behaviour(api, method),
+            request_deserializer=contract.message_class(method.input_type).FromString,
+            response_serializer=contract.message_class(method.output_type).SerializeToString,
         )
     return grpc.method_handlers_generic_handler(service.full_name, handlers)  # type: ignore
 

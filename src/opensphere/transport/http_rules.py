@@ -4,6 +4,13 @@ The gateway (``rest.py``) serves this table and the OpenAPI generator documents 
 what is served and what is documented cannot drift apart. Requests are built by the
 ``google.api.http`` rules through the proto3 JSON mapping: the body, then query
 parameters, then path variables, each overriding what came before.
+
+Streaming methods carry raw bytes instead of JSON, by one convention: a client-streaming
+method's ``body`` names a ``bytes`` field, and the HTTP body is streamed into a message per
+chunk after a first message built from the path and query; a server-streaming method's
+``response_body`` names a ``bytes`` field, and the HTTP response is that field of every
+message, in order, while the first message's ``content_type`` and ``size`` fields (where
+the response type has them) become ``Content-Type`` and ``Content-Length``.
 """
 
 from __future__ import annotations
@@ -93,9 +100,15 @@ class Binding:
     http_method: str
     template: str
     body: str  # "" (no body), "*" (whole request) or the name of the one field it fills
+    response_body: str  # "" (the response as JSON) or the bytes field streamed raw
     variables: tuple[FieldPath, ...]
     regex: re.Pattern[str]
     rank: tuple[int, ...]  # per segment: 0 literal, 1 one segment, 2 many; lower wins
+
+    @property
+    def raw_request(self) -> bool:
+        """Whether the HTTP body is raw bytes streamed into the ``body`` field."""
+        return self.method.client_streaming
 
     @property
     def operation_id(self) -> str:
@@ -163,14 +176,31 @@ def _binding(method: MethodDescriptor, index: int, rule: http_pb2.HttpRule) -> B
     kind = rule.WhichOneof("pattern")
     if kind is None:
         return None
-    if rule.response_body:
-        raise ValueError(f"{method.full_name}: response_body is not supported")
+    _check_streaming(method, rule)
     http_method, template = ((rule.custom.kind, rule.custom.path) if kind == "custom"
                              else (kind.upper(), getattr(rule, kind)))
     regex, variables, ranks = _compile(template, method.input_type)
     return Binding(method=method, index=index, http_method=http_method.upper(),
-                   template=template, body=rule.body, variables=variables, regex=regex,
-                   rank=tuple(ranks))
+                   template=template, body=rule.body, response_body=rule.response_body,
+                   variables=variables, regex=regex, rank=tuple(ranks))
+
+
+def _is_bytes(message: Descriptor, name: str) -> bool:
+    field = message.fields_by_name.get(name)
+    return field is not None and field.type == FieldDescriptor.TYPE_BYTES and \
+        not field.is_repeated
+
+
+def _check_streaming(method: MethodDescriptor, rule: http_pb2.HttpRule) -> None:
+    """Raw bytes are the only REST form of a stream, and the only use of response_body."""
+    if method.client_streaming and method.server_streaming:
+        raise ValueError(f"{method.full_name}: bidirectional streams have no REST form")
+    if method.client_streaming and not _is_bytes(method.input_type, rule.body):
+        raise ValueError(f"{method.full_name}: a client stream's body must name a bytes field")
+    if method.server_streaming != bool(rule.response_body) or (
+            rule.response_body and not _is_bytes(method.output_type, rule.response_body)):
+        raise ValueError(f"{method.full_name}: a server stream, and only it, has a "
+                         "response_body naming a bytes field")
 
 
 @cache
@@ -199,13 +229,14 @@ def match(http_method: str, path: str) -> tuple[Binding, dict[FieldPath, str]]:
 
 def build_request(binding: Binding, path_values: Mapping[FieldPath, str],
                   query: Iterable[tuple[str, str]], body: Any) -> Message:
-    """The request message: body first, then query parameters, then path variables win."""
+    """The request message: body first, then query parameters, then path variables win.
+    For a raw request ``body`` is ignored: it is the first message of a stream."""
     request = contract.message_class(binding.method.input_type)()
     if binding.body in ("", "*"):
         if not isinstance(body, dict):
             raise ApiError(Code.INVALID_ARGUMENT, "the request body must be a JSON object")
         _parse(body, request)
-    else:
+    elif not binding.raw_request:
         _parse({request.DESCRIPTOR.fields_by_name[binding.body].json_name: body}, request)
     if binding.body != "*":
         _parse(_query_json(binding, query), request)

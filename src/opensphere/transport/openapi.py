@@ -2,6 +2,7 @@
 
 Schemas follow the proto3 JSON mapping, so the document describes the JSON on the wire:
 camelCase names, 64-bit integers as strings, well-known types in their JSON forms.
+Streaming methods, which REST serves as raw bytes, get binary bodies instead.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ _WELL_KNOWN: dict[str, Schema] = {
     "google.protobuf.Any": _ANY,
 }
 _SECURITY = {"bearerAuth": {"type": "http", "scheme": "bearer"}}
+_BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 
 
 @cache
@@ -146,14 +148,24 @@ def _operation(schemas: _Schemas, binding: Binding) -> Schema:
         "tags": [service],
         "parameters": _path_parameters(schemas, binding) + _query_parameters(schemas, binding),
         "responses": {
-            "200": {"description": "OK", "content": _json(_response(schemas, method))},
+            "200": _success(schemas, binding),
             "default": {"description": "An error (a google.rpc.Status)",
                         "content": _json(schemas.message(status_pb2.Status.DESCRIPTOR))},
         },
     }
-    if binding.body:
+    if binding.raw_request:
+        operation["requestBody"] = {"required": True, "content": _BINARY,
+                                    "description": "The raw bytes, streamed"}
+    elif binding.body:
         operation["requestBody"] = {"required": True, "content": _json(_body(schemas, binding))}
     return operation
+
+
+def _success(schemas: _Schemas, binding: Binding) -> Schema:
+    if binding.response_body:
+        return {"description": "The raw bytes, with Content-Type and Content-Length",
+                "content": _BINARY}
+    return {"description": "OK", "content": _json(_response(schemas, binding.method))}
 
 
 def _path_parameters(schemas: _Schemas, binding: Binding) -> list[Schema]:
