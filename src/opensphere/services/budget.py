@@ -94,6 +94,7 @@ class Meter:
         self.started: float | None = None
         self.started_at = datetime.now(UTC)
         self.seconds = 0
+        self._recorded = False  # whether the usage record exists yet
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task[None] | None = None
 
@@ -125,7 +126,7 @@ class Meter:
                     balance, hour = await self._record(own, total, finished)
             else:
                 balance, hour = await self._record(session, total, finished)
-            self.seconds = total
+            self.seconds, self._recorded = total, True
         if not finished:
             self._enforce(balance, hour)
 
@@ -135,13 +136,15 @@ class Meter:
         cost = units_for(self.spec, total) - units_for(self.spec, self.seconds)
         values = {"seconds": total, "units": units_for(self.spec, total),
                   "updated_at": datetime.now(UTC), "finished": finished}
-        updated = await session.execute(update(m.Usage).where(
-            m.Usage.operation_id == self.operation_id).values(**values)
-            .execution_options(synchronize_session=False))
-        if updated.rowcount == 0:
+        if self._recorded:
+            await session.execute(update(m.Usage).where(
+                m.Usage.operation_id == self.operation_id).values(**values)
+                .execution_options(synchronize_session=False))
+        else:
             session.add(m.Usage(operation_id=self.operation_id, project_id=self.project_id,
                                 subject_id=self.subject_id, spec=self.spec.name,
                                 started_at=self.started_at, **values))
+            await session.flush()
         balance = None
         if cost:
             balance = await session.scalar(update(m.ProjectBudget).where(

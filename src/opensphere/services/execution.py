@@ -117,9 +117,10 @@ async def execute(ctx: CallContext, request: ps.ProjectExecutionRequest
             row = await projects.load(session, request.project_id)
             pending = _run_request(runtime, row, request, new_id("ops"))
             limits = await restrictions.effective(session, row)
-            running = await session.scalar(select(func.count()).select_from(m.Operation).where(
-                m.Operation.description == DESCRIPTION, m.Operation.resource_id == row.id,
-                m.Operation.done.is_(False)))
+            running = 0 if limits.max_concurrent_runs is None else await session.scalar(
+                select(func.count()).select_from(m.Operation).where(
+                    m.Operation.description == DESCRIPTION, m.Operation.resource_id == row.id,
+                    m.Operation.done.is_(False)))
             await budget.admit(session, row, pending.spec, limits, running or 0)
             metadata = ps.ProjectExecutionMetadata(project_id=row.id)
             if pending.cell_id is not None:
@@ -214,9 +215,7 @@ async def _complete(runtime: Runtime, run: RunRequest, result: asyncio.Future[Ru
             id=checkpoint_id, project_id=run.project_id, notebook_id=run.notebook_path,
             operation_id=run.run_id, created_at=outcome.finished_at, status=outcome.status,
             notebook=executed, variables=outcome.variables, error=_error_json(outcome)))
-        await operations.finish_running(session, run.run_id, response=response)
-        row = await session.get(m.Operation, run.run_id)
-        return operations.to_proto(row) if row is not None else None
+        return await operations.finish_running(session, run.run_id, response=response)
 
 
 def _write_back(run: RunRequest, outcome: RunResult) -> str:

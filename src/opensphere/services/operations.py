@@ -140,13 +140,16 @@ def _outcome(response: Message | None, error: ApiError | None) -> dict[str, obje
 
 async def finish_running(session: AsyncSession, operation_id: str, *,
                          response: Message | None = None,
-                         error: ApiError | None = None) -> bool:
-    """``finish`` for an operation by id; False if something else finished it first."""
-    result = await session.execute(
+                         error: ApiError | None = None) -> operation_pb2.Operation | None:
+    """``finish`` for an operation by id; returns it finished, or None if something else
+    finished it first."""
+    row = await session.scalar(
         update(m.Operation)
         .where(m.Operation.id == operation_id, m.Operation.done.is_(False))
-        .values(**_outcome(response, error)))
-    return result.rowcount == 1
+        .values(**_outcome(response, error))
+        .returning(m.Operation)
+        .execution_options(synchronize_session=False))
+    return to_proto(row) if row is not None else None
 
 
 async def touch(session: AsyncSession, operation_id: str) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import empty_pb2
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opensphere.engine.specs import SPECS
@@ -54,8 +54,15 @@ def _stricter_min(*values: int | None) -> int | None:
 
 
 async def effective(session: AsyncSession, project: m.Project) -> Effective:
-    own = await _load(session, "project", project.id)
-    parent = await _load(session, "community", project.community_id)
+    rows = await session.scalars(select(m.RestrictionValue).where(or_(
+        (m.RestrictionValue.resource_type == "project")
+        & (m.RestrictionValue.resource_id == project.id),
+        (m.RestrictionValue.resource_type == "community")
+        & (m.RestrictionValue.resource_id == project.community_id))))
+    own: dict[str, list[Any]] = {}
+    parent: dict[str, list[Any]] = {}
+    for r in rows:
+        (own if r.resource_type == "project" else parent)[r.name] = list(r.values["values"])
     specs = [frozenset(r[ALLOWED_SPECS]) for r in (own, parent) if ALLOWED_SPECS in r]
     return Effective(
         allowed_specs=frozenset.intersection(*specs) if specs else None,
