@@ -120,21 +120,14 @@ async def _set(ctx: CallContext, kind: str, resource_id: str,
                                     empty_pb2.Empty(), _to_proto(values))
 
 
-def _meta() -> rs.GetRestrictionsMetaResponse:
+async def meta(ctx: CallContext, request: empty_pb2.Empty) -> rs.GetRestrictionsMetaResponse:
+    """The restrictions this server knows, the same for communities and projects."""
     return rs.GetRestrictionsMetaResponse(restrictions_meta=[
         rs.RestrictionMeta(name=name, value_type=kind) for name, kind in CATALOG.items()])
 
 
-@rpc("yandex.cloud.datasphere.v2.CommunityService", "GetRestrictionsMeta")
-async def community_meta(ctx: CallContext, request: empty_pb2.Empty
-                         ) -> rs.GetRestrictionsMetaResponse:
-    return _meta()
-
-
-@rpc("yandex.cloud.datasphere.v2.ProjectService", "GetRestrictionsMeta")
-async def project_meta(ctx: CallContext, request: empty_pb2.Empty
-                       ) -> rs.GetRestrictionsMetaResponse:
-    return _meta()
+for _service in ("CommunityService", "ProjectService"):
+    rpc(f"yandex.cloud.datasphere.v2.{_service}", "GetRestrictionsMeta")(meta)
 
 
 @rpc("yandex.cloud.datasphere.v2.CommunityService", "GetRestrictions")
