@@ -67,7 +67,13 @@ async def upload(ctx: CallContext, first: fs.UploadFileRequest,
     if first.HasField("size") and first.size > room:
         raise ApiError(Code.RESOURCE_EXHAUSTED, f"{first.size} bytes do not fit: project "
                        f"{first.project_id} has {room} bytes of storage left")
-    part = await asyncio.to_thread(fs_ops.Upload.begin, target, first.overwrite, first.path)
+    begun = asyncio.ensure_future(
+        asyncio.to_thread(fs_ops.Upload.begin, target, first.overwrite, first.path))
+    try:
+        part = await asyncio.shield(begun)
+    except asyncio.CancelledError:  # the thread still creates the file: remove it after
+        begun.add_done_callback(_discard_begun)
+        raise
     try:
         await asyncio.to_thread(part.write, first.chunk)
         async for message in rest:
@@ -85,6 +91,11 @@ async def upload(ctx: CallContext, first: fs.UploadFileRequest,
         part.discard()  # at once, even when cancelled: nothing partial may stay
         raise
     return _info(_relative(root, target), stat)
+
+
+def _discard_begun(begun: asyncio.Future[fs_ops.Upload]) -> None:
+    if not begun.cancelled() and begun.exception() is None:
+        begun.result().discard()
 
 
 @rpc(SERVICE, "Download")
