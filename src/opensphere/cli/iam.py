@@ -32,6 +32,7 @@ from opensphere.cli.resources import (
     _command,
     _keyword,
     fill,
+    pages,
     parse_ttl,
 )
 from opensphere.client import to_dict
@@ -48,14 +49,7 @@ def _argument(name: str, help: str) -> inspect.Parameter:
 def _walk(s: Session, method: str, request: dict[str, Any], field: str,
           limit: int | None = None) -> list[dict[str, Any]]:
     """The items of every page (or the first ``limit``): these lists are read whole."""
-    items: list[dict[str, Any]] = []
-    while limit is None or len(items) < limit:
-        page = to_dict(s.call(method, request))
-        items.extend(page.get(field, []))
-        request["pageToken"] = page.get("nextPageToken", "")
-        if not request["pageToken"]:
-            break
-    return items[:limit]
+    return pages(s, method, request, field, limit=limit)[0]
 
 
 def _show_items(s: Session, title: str, field: str, items: list[dict[str, Any]],

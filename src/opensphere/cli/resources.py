@@ -305,23 +305,24 @@ def _list(group: typer.Typer, res: Resource) -> None:
         request = {"pageSize": values["page_size"], "pageToken": values["page_token"]}
         if res.parent is not None:
             request[res.parent.path] = values[res.parent.name]
-        items, token = _pages(s, res, {k: v for k, v in request.items() if v is not None},
-                              values["all_"])
+        request = {k: v for k, v in request.items() if v is not None}
+        items, token = pages(s, res.method("list"), request, res.plural, walk=values["all_"])
         _show_list(s, res, items, token)
 
     _command(group, "list", f"List {res.plural} (one page unless --all).", params, body)
 
 
-def _pages(s: Session, res: Resource, request: dict[str, Any],
-           walk: bool) -> tuple[list[dict[str, Any]], str]:
-    """Items of one page, or of every page with ``walk``; and the token of the next one."""
+def pages(s: Session, method: str, request: dict[str, Any], field: str, *,
+          walk: bool = True, limit: int | None = None) -> tuple[list[dict[str, Any]], str]:
+    """Items of one page, or of every page with ``walk`` (at most ``limit``); and the
+    token of the next page."""
     items: list[dict[str, Any]] = []
     while True:
-        page = to_dict(s.call(res.method("list"), request))
-        items.extend(page.get(res.plural, []))
+        page = to_dict(s.call(method, request))
+        items.extend(page.get(field, []))
         token = page.get("nextPageToken", "")
-        if not (walk and token):
-            return items, token
+        if not (walk and token) or (limit is not None and len(items) >= limit):
+            return items[:limit], token
         request["pageToken"] = token
 
 
