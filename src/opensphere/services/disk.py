@@ -60,7 +60,6 @@ async def disk_info(runtime: Runtime, session: AsyncSession, project_id: str) ->
         func.sum(func.length(m.Checkpoint.notebook)), 0)).where(
         m.Checkpoint.project_id == project_id)) or 0
     used = (user + system) / GB
-    _measured.pop(project_id, None)
     return ps.DiskInfo(project_id=project_id, disk_size_gb=size, disk_used_gb=used,
                        detailed_usage=ps.DiskInfo.DetailedDiskInfo(
                            user_data_gb=user / GB, packages_gb=0.0,
@@ -107,6 +106,7 @@ async def resize_disk(ctx: CallContext, request: ps.ResizeProjectDiskRequest
         old = await size_gb(ctx.runtime, session, project.id)
         row = await budget.budget_row(session, project.id)
         row.disk_size_gb = request.new_disk_size_gb
+        _measured.pop(project.id, None)  # runs are admitted against the new size at once
         await session.flush()
         info = await disk_info(ctx.runtime, session, project.id)
         return operations.completed(
