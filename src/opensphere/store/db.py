@@ -13,6 +13,8 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from opensphere.store import sqlite_driver
+
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -47,6 +49,8 @@ class Database:
             Path(self.sync_url.database).parent.mkdir(parents=True, exist_ok=True)
         # Enough pooled connections for the concurrency one process serves without churn.
         kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 20}
+        if self.is_sqlite:
+            kwargs["module"] = sqlite_driver.dbapi()
         self.engine = create_async_engine(self.async_url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
