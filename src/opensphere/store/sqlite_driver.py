@@ -5,7 +5,8 @@ adapter makes four such calls per statement (open a cursor, execute, fetch the r
 close the cursor). Each hop costs about 0.1 ms, most of what a small statement costs.
 Here a cursor lives on the event loop's side, and ``execute`` runs the statement,
 fetches its rows and closes the sqlite3 cursor in one call on the connection's thread.
-Connecting, committing, rolling back and closing stay aiosqlite's own.
+A commit or rollback with no transaction open (a read-only unit of work, a connection
+going back to the pool) costs no hop at all. Connecting and closing stay aiosqlite's.
 
 This module is the DBAPI module handed to SQLAlchemy's aiosqlite dialect (``dbapi()``).
 """
@@ -40,7 +41,7 @@ Row = tuple[Any, ...]
 _Outcome = tuple[list[Row], Any, int, int | None]
 
 
-def _run(connection: aiosqlite.Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
+def _run(connection: Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
     """On the connection's thread: the statement, its rows and its counters, in one go."""
     cursor = connection._conn.cursor()
     try:
@@ -52,12 +53,21 @@ def _run(connection: aiosqlite.Connection, sql: str, parameters: Any, many: bool
         return rows, cursor.description, cursor.rowcount, cursor.lastrowid
     finally:
         cursor.close()
+        connection.in_transaction = connection._conn.in_transaction
+
+
+def _end(connection: Connection, commit: bool) -> None:
+    """On the connection's thread: commit or roll back, noting whether that worked."""
+    try:
+        connection._conn.commit() if commit else connection._conn.rollback()
+    finally:
+        connection.in_transaction = connection._conn.in_transaction
 
 
 class Cursor:
     """A statement's result, fetched whole when it ran (as SQLAlchemy's adapter does)."""
 
-    def __init__(self, connection: aiosqlite.Connection) -> None:
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self._rows: list[Row] = []
         self.description: Any = None
@@ -99,10 +109,24 @@ class Cursor:
 
 
 class Connection(aiosqlite.Connection):
-    """aiosqlite's connection, with cursors that cost no hop of their own."""
+    """aiosqlite's connection, with cursors that cost no hop of their own.
+
+    ``in_transaction`` mirrors sqlite3's flag as of the last call on the connection's
+    thread (sqlite3 objects may not be touched from the event loop's).
+    """
+
+    in_transaction = False
 
     def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self)
+
+    async def commit(self) -> None:
+        if self.in_transaction:
+            await self._execute(_end, self, True)
+
+    async def rollback(self) -> None:
+        if self.in_transaction:
+            await self._execute(_end, self, False)
 
 
 def connect(database: str | Path, **kwargs: Any) -> Connection:
