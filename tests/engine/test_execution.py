@@ -170,6 +170,49 @@ async def test_progress_reports_cells_and_their_output(
     assert result.notebook.cells[2].outputs[0].text == "two\n"
 
 
+async def test_each_cell_keeps_its_own_outputs_and_execution_count(
+    run: RunNotebook, write_notebook: WriteNotebook, make_request: MakeRequest
+) -> None:
+    path = write_notebook(
+        "cells.ipynb",
+        "print('a')",
+        "%%capture hidden\nprint('captured')",
+        "x = 1\nx + 1",
+        "import sys\nprint('to stderr', file=sys.stderr)\n!echo shell",
+    )
+    result = await run(make_request(path))
+
+    assert result.status == RunStatus.OK, result.error
+    cells = result.notebook.cells
+    assert [output.text for output in cells[0].outputs] == ["a\n"]
+    assert cells[1].outputs == []
+    assert cells[2].outputs[0].data["text/plain"] == "2"
+    assert cells[2].outputs[0].execution_count == cells[2].execution_count
+    streams = sorted((output.name, output.text.strip()) for output in cells[3].outputs)
+    assert streams == [("stderr", "to stderr"), ("stdout", "shell")]
+    counts = [cell.execution_count for cell in cells]
+    assert counts == list(range(counts[0], counts[0] + 4))
+
+
+async def test_a_notebook_with_top_level_await_runs_cell_by_cell(
+    run: RunNotebook, write_notebook: WriteNotebook, make_request: MakeRequest
+) -> None:
+    path = write_notebook(
+        "awaits.ipynb",
+        "import asyncio\nimport os\nprint('before', os.environ['GIVEN'])",
+        "await asyncio.sleep(0)\nvalue = 3\nprint('awaited')",
+        "print(value + 1)",
+    )
+    request = make_request(path, input_variables={"GIVEN": "yes"}, output_variable_names=["value"])
+    result = await run(request)
+
+    assert result.status == RunStatus.OK, result.error
+    texts = [[output.text for output in cell.outputs] for cell in result.notebook.cells]
+    assert texts == [["before yes\n"], ["awaited\n"], ["4\n"]]
+    assert result.output_variables == {"value": 3}
+    assert all(cell.execution_count is not None for cell in result.notebook.cells)
+
+
 async def test_display_updates_and_clear_output_follow_jupyter(
     run: RunNotebook, write_notebook: WriteNotebook, make_request: MakeRequest
 ) -> None:

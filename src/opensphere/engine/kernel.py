@@ -25,6 +25,7 @@ from opensphere.engine.specs import Spec
 log = logging.getLogger(__name__)
 
 HELPER = "_opensphere_engine"
+MARKER = "opensphere_cell"  # the IOPub message the helper sends as each cell of a run starts
 READY_TIMEOUT = 120.0
 _INSTALL = (
     f"exec(compile({Path(__file__).with_name('inkernel.py').read_text()!r}, '<opensphere>',"
@@ -71,6 +72,7 @@ class Kernel:
         self._abandoned = False
         self._pidfd: int | None = None
         self._readers: list[asyncio.Task[None]] = []
+        self._progress = Path(manager.connection_file).with_suffix(".progress")
 
     @classmethod
     async def start(
@@ -120,6 +122,14 @@ class Kernel:
                 break
         return expression_value(reply, "value")
 
+    def running_cell(self) -> int | None:
+        """The cell the helper last started (see ``inkernel.run``); None before any."""
+        try:
+            index = int(self._progress.read_bytes() or b"-1")
+        except (OSError, ValueError):
+            return None
+        return index if index >= 0 else None
+
     async def interrupt(self) -> None:
         await self._manager.interrupt_kernel()
 
@@ -132,6 +142,7 @@ class Kernel:
             await self._launcher.stop(self._manager)
         finally:
             self._on_exit()
+            self._progress.unlink(missing_ok=True)
 
     async def _connect(self) -> None:
         self._watch_exit()
@@ -150,7 +161,8 @@ class Kernel:
                 info.result()
                 break
             self._pending.pop(msg_id, None)
-        reply = await self.execute(_INSTALL, silent=True)
+        track = f"__import__({HELPER!r}).track({str(self._progress)!r})"
+        reply = await self.execute(f"{_INSTALL}\n{track}", silent=True)
         if reply["status"] != "ok":
             raise KernelError(f"installing the helper failed: {reply['ename']}: {reply['evalue']}")
 

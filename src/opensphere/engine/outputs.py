@@ -1,13 +1,23 @@
-"""A cell's outputs, built from the kernel's IOPub messages the way Jupyter front ends do."""
+"""A cell's outputs, built from the kernel's IOPub messages the way Jupyter front ends do.
+
+Outputs are built as nbformat's ``output_from_msg`` builds them, without its schema
+check per output: each message comes from the kernel's own protocol code.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from nbformat import NotebookNode
-from nbformat.v4 import output_from_msg
+from nbformat import NotebookNode, from_dict
 
+# The content fields each output type keeps (nbformat v4).
+FIELDS = {
+    "stream": ("name", "text"),
+    "display_data": ("data", "metadata"),
+    "execute_result": ("data", "metadata", "execution_count"),
+    "error": ("ename", "evalue", "traceback"),
+}
 # Outputs shown with a display id, across the run, so later cells can update them.
 Displays = dict[str, list[NotebookNode]]
 
@@ -35,7 +45,7 @@ class CellOutputs:
             for output in self._displays.get(content.get("transient", {}).get("display_id"), []):
                 output.data = content["data"]
                 output.metadata = content["metadata"]
-        elif kind in ("stream", "display_data", "execute_result", "error"):
+        elif kind in FIELDS:
             if self._clear_on_next:
                 self._outputs.clear()
                 self._clear_on_next = False
@@ -49,7 +59,9 @@ class CellOutputs:
             if last is not None and last.output_type == "stream" and last.name == content["name"]:
                 last.text += content["text"]
                 return
-        output = output_from_msg(message)
+        output = from_dict(
+            {"output_type": kind, **{name: content[name] for name in FIELDS[kind]}}
+        )
         self._outputs.append(output)
         display_id = content.get("transient", {}).get("display_id")
         if display_id:

@@ -1,10 +1,14 @@
 """One run of a notebook on its session's kernel: enter, execute the cells, collect.
 
-A run costs one execute request per cell and nothing else when it has no inputs:
-the outputs and the checkpoint's variables ride on the last cell's request as a
-``user_expressions`` entry. Inputs (or a kernel new to the notebook's folder) add
-one silent request before the first cell; an error, an abort or a notebook without
-code cells adds one after the last.
+A run is one execute request: the kernel's helper enters the run (inputs, folder),
+runs every cell and collects the outputs and the checkpoint's variables, and marks on
+IOPub where each cell starts, so outputs are filed under their cells as they arrive
+(see ``inkernel.run``). Only an interrupted run needs one more request, to collect.
+
+A notebook with a cell that needs the kernel's event loop (top-level ``await``) goes
+cell by cell instead: one execute request per cell, the outputs riding on the last
+one's ``user_expressions``, plus one silent request first when there are inputs or
+the kernel is new to the notebook's folder.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ from typing import Any, TypeVar
 from nbformat import NotebookNode
 from nbformat.v4 import new_notebook, new_output
 
-from opensphere.engine.kernel import HELPER, Kernel, KernelDied, KernelError, expression_value
+from opensphere.engine.kernel import (
+    HELPER,
+    MARKER,
+    Kernel,
+    KernelDied,
+    KernelError,
+    expression_value,
+)
 from opensphere.engine.outputs import CellOutputs, Displays
 from opensphere.engine.run import ProgressCallback, RunError, RunRequest, RunResult, RunStatus
 
@@ -55,6 +66,9 @@ class Run:
         self._timer: asyncio.TimerHandle | None = None
         self._displays: Displays = {}
         self._running: int | None = None
+        self._outputs: CellOutputs | None = None
+        self._failure: RunError | None = None
+        self._collected: dict[str, Any] | None = None
 
     def prepare(
         self, notebook: NotebookNode, cells: list[int], *, cwd: Path, env: dict[str, str]
@@ -119,30 +133,97 @@ class Run:
 
     async def execute(self, kernel: Kernel) -> None:
         """Run the cells on ``kernel`` and settle the result; a broken kernel is abandoned."""
-        finish = f"__import__({HELPER!r}).finish({list(self.request.output_variable_names)!r})"
-        status, error, collected = RunStatus.OK, None, None
+        status, error = RunStatus.OK, None
         for index in self._cells:
             self._notebook.cells[index].update(outputs=[], execution_count=None)
         try:
-            await self._enter(kernel)
-            for position, index in enumerate(self._cells):
-                is_last = position == len(self._cells) - 1
-                reply = await self._run_cell(kernel, index, position, finish if is_last else None)
-                if reply["status"] != "ok":
-                    status, error = RunStatus.ERROR, self._cell_error(index, reply)
-                    break
-                if is_last:
-                    collected = expression_value(reply, "finish")
-                    self._progress(len(self._cells), len(self._cells), "")
+            if not await self._in_one_request(kernel):
+                await self._cell_by_cell(kernel)
+            if self._failure is not None:
+                status, error = RunStatus.ERROR, self._failure
         except RunStopped as stopped:
             status, error = RunStatus.ABORTED, self._at_cell(stopped.args[0])
         except KernelDied as died:
             status, error = RunStatus.ERROR, self._at_cell(str(died), kernel_died=True)
+            if error.cell_index is not None:
+                self._notebook.cells[error.cell_index].outputs.append(
+                    new_output("error", ename="KernelDied", evalue=str(died), traceback=[])
+                )
         except KernelError as failed:
             status, error = RunStatus.ERROR, self._at_cell(f"the engine's code failed: {failed}")
-        if collected is None and kernel.usable:
-            collected = await self._collect(kernel, finish)
-        self.finish(status, error, collected)
+        if self._collected is None and kernel.usable:
+            self._collected = await self._collect(kernel)
+        self.finish(status, error, self._collected)
+
+    async def _in_one_request(self, kernel: Kernel) -> bool:
+        """The whole run as one request; False (nothing run) when it must go cell by cell."""
+        cells = [(index, self._notebook.cells[index].source) for index in self._cells]
+        cwd = None if kernel.cwd == self.cwd else str(self.cwd)
+        names = list(self.request.output_variable_names)
+        request = kernel.execute(
+            f"__import__({HELPER!r}).run({self._env!r}, {cwd!r}, {cells!r}, {names!r})",
+            silent=True,
+            user_expressions={"outcome": f"__import__({HELPER!r}).outcome()"},
+            on_output=self._route,
+        )
+        try:
+            reply = await self.until_stopped(request)
+        except RunStopped:
+            interrupted = await self._interrupt(kernel, request)
+            if interrupted is not None and interrupted["status"] == "ok":
+                self._settle(expression_value(interrupted, "outcome"))
+            raise
+        except KernelDied:
+            self._running = kernel.running_cell()
+            raise
+        if reply["status"] != "ok":
+            raise KernelError(f"{reply.get('ename')}: {reply.get('evalue')}")
+        if not self._settle(expression_value(reply, "outcome")):
+            return False
+        kernel.cwd = self.cwd
+        if self._failure is None:
+            self._progress(len(self._cells), len(self._cells), "")
+        return True
+
+    def _route(self, message: dict[str, Any]) -> None:
+        """Outputs go to the cell the helper last said it started."""
+        if message["msg_type"] == MARKER:
+            index = message["content"]["index"]
+            position = self._cells.index(index)
+            self._running = index
+            self._outputs = CellOutputs(
+                self._notebook.cells[index],
+                self._displays,
+                partial(self._progress, position, len(self._cells)),
+            )
+            self._progress(position, len(self._cells), "")
+        elif self._outputs is not None:
+            self._outputs(message)
+
+    def _settle(self, outcome: dict[str, Any]) -> bool:
+        """Take the execution counts, the failing cell and the collected variables;
+        False when the helper ran nothing."""
+        if not outcome["batched"]:
+            return False
+        for index, count in outcome["counts"]:
+            self._notebook.cells[index].execution_count = count
+        failed = outcome["error"]
+        if failed is not None:
+            self._failure = self._cell_error(failed["index"], failed)
+        self._collected = outcome
+        return True
+
+    async def _cell_by_cell(self, kernel: Kernel) -> None:
+        await self._enter(kernel)
+        for position, index in enumerate(self._cells):
+            is_last = position == len(self._cells) - 1
+            reply = await self._run_cell(kernel, index, position, is_last)
+            if reply["status"] != "ok":
+                self._failure = self._cell_error(index, reply)
+                return
+            if is_last:
+                self._collected = expression_value(reply, "finish")
+                self._progress(len(self._cells), len(self._cells), "")
 
     async def _enter(self, kernel: Kernel) -> None:
         cwd = None if kernel.cwd == self.cwd else str(self.cwd)
@@ -155,7 +236,7 @@ class Run:
         kernel.cwd = self.cwd
 
     async def _run_cell(
-        self, kernel: Kernel, index: int, position: int, expression: str | None
+        self, kernel: Kernel, index: int, position: int, is_last: bool
     ) -> dict[str, Any]:
         cell = self._notebook.cells[index]
         self._running = index
@@ -165,7 +246,7 @@ class Run:
         )
         request = kernel.execute(
             cell.source,
-            user_expressions={"finish": expression} if expression else None,
+            user_expressions={"finish": self._finish_expression()} if is_last else None,
             on_output=outputs,
         )
         try:
@@ -174,11 +255,6 @@ class Run:
             interrupted = await self._interrupt(kernel, request)
             if interrupted is not None:
                 cell.execution_count = interrupted.get("execution_count")
-            raise
-        except KernelDied as died:
-            cell.outputs.append(
-                new_output("error", ename="KernelDied", evalue=str(died), traceback=[])
-            )
             raise
         cell.execution_count = reply.get("execution_count")
         return reply
@@ -195,9 +271,12 @@ class Run:
             return None
         return None if request.exception() else request.result()
 
-    async def _collect(self, kernel: Kernel, finish: str) -> dict[str, Any] | None:
+    def _finish_expression(self) -> str:
+        return f"__import__({HELPER!r}).finish({list(self.request.output_variable_names)!r})"
+
+    async def _collect(self, kernel: Kernel) -> dict[str, Any] | None:
         try:
-            return await kernel.evaluate(finish)
+            return await kernel.evaluate(self._finish_expression())
         except (KernelDied, KernelError):
             log.warning(
                 "could not read the variables of run %s", self.request.run_id, exc_info=True

@@ -17,13 +17,12 @@ from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
-import nbformat
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opensphere import contract
-from opensphere.engine import paths
+from opensphere.engine import notebook, paths
 from opensphere.engine.inputs import InvalidInput
 from opensphere.engine.launcher import InsufficientGpus
 from opensphere.engine.notebook import InvalidNotebook, UnknownCell
@@ -221,7 +220,7 @@ async def _complete(runtime: Runtime, run: RunRequest, result: asyncio.Future[Ru
 def _write_back(run: RunRequest, outcome: RunResult) -> str:
     """The executed notebook goes next to its source (``x.ipynb`` → ``x.executed.ipynb``)
     so the IDE shows the outputs without the source being rewritten; returns its JSON."""
-    executed = nbformat.writes(outcome.notebook)
+    executed = notebook.dumps(outcome.notebook)
     source = paths.resolve_in(run.project_dir, run.notebook_path)
     target = source.with_name(source.name.removesuffix(".ipynb") + ".executed.ipynb")
     temporary = target.with_name(f".{target.name}.{run.run_id}.tmp")
