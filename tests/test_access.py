@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -15,9 +16,12 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pg import FreshDatabaseUrl
 from servers import RunningServer, ServerThread, settings_for
+from sqlalchemy import delete
 
 from opensphere.client import Client, ClientError
 from opensphere.proto_gen.yandex.cloud.datasphere.v2 import community_pb2, project_pb2
+from opensphere.store import Database
+from opensphere.store import models as m
 
 
 def created(op: Any, cls: type) -> Any:
@@ -170,6 +174,45 @@ def test_revoked_token_and_key_are_refused(api_server) -> None:
     bearer = {"Authorization": f"Bearer {key.secret}"}  # a key is not a bearer token
     with httpx.Client(base_url=api_server.rest, headers=bearer) as http:
         assert http.get("/opensphere/v1/organizations").status_code == 401
+
+
+def test_access_changes_apply_at_once_on_every_server_of_a_store(
+        api_server, tmp_path: Path) -> None:
+    """A second server on the same store remembers the token and the grant it checked;
+    revoking through the first server, or removing the binding by hand in the database,
+    still applies to the second server's very next call."""
+    admin = api_server.client()
+    user = admin.call("SubjectService.Create", {"type": "userAccount", "name": "replicated"})
+    token = admin.call("SubjectService.IssueToken", {"subjectId": user.id})
+    community = created(admin.call("CommunityService.Create", {
+        "organizationId": api_server.organization_id, "name": "replicated"}),
+        community_pb2.Community)
+    add_role(admin, "CommunityService", community.id, "datasphere.communities.viewer", user.id)
+    (tmp_path / "admin.token").write_text(api_server.token)  # the store has its admin
+    replica = ServerThread(settings_for(tmp_path, api_server.settings.effective_database_url))
+    other = replica.start().client(token=token.secret)
+    try:
+        for _ in range(2):  # the second call is answered from what the replica remembers
+            assert other.call("CommunityService.Get", {"communityId": community.id}).id
+        store = Database(api_server.settings.effective_database_url)
+        try:
+            asyncio.run(_unbind(store, community.id, user.id))
+        finally:
+            asyncio.run(store.close())
+        assert code_of(other.call, "CommunityService.Get", {"communityId": community.id}) \
+            == grpc.StatusCode.NOT_FOUND
+        admin.call("SubjectService.RevokeCredential", {"credentialId": token.id})
+        assert code_of(other.call, "OrganizationService.List", {}) \
+            == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        other.close()
+        replica.stop()
+
+
+async def _unbind(store: Database, community_id: str, subject_id: str) -> None:
+    async with store.session() as session:
+        await session.execute(delete(m.AccessBinding).where(
+            m.AccessBinding.resource_id == community_id, m.AccessBinding.subject_id == subject_id))
 
 
 def test_audit_log_records_changes_and_refusals(api_server, tenants) -> None:

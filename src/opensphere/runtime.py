@@ -11,6 +11,7 @@ from typing import Any
 
 from opensphere.engine.engine import ExecutionEngine
 from opensphere.iam.bootstrap import bootstrap
+from opensphere.iam.decisions import Decisions
 from opensphere.iam.oidc import OidcVerifier
 from opensphere.ide.manager import IdeManager
 from opensphere.services.watch import Hub
@@ -35,6 +36,8 @@ class Runtime:
     cancellers: dict[str, Callable[[str], bool]] = field(default_factory=dict)
     # The live events of this process's notebook runs (ExecutionService.Watch).
     watch: Hub = field(default_factory=Hub)
+    # Access decisions reused while nothing they depend on changed.
+    decisions: Decisions = field(default_factory=Decisions)
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
     @classmethod

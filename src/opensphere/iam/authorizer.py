@@ -76,13 +76,17 @@ async def permissions_on(session: AsyncSession, caller: Caller,
     return granted
 
 
-async def authorize(session: AsyncSession, caller: Caller, permission: str, kind: str,
-                    resource_id: str) -> None:
-    """Return if ``caller`` holds ``permission`` on the resource, raise otherwise."""
+async def grants(session: AsyncSession, caller: Caller, kind: str,
+                 resource_id: str) -> frozenset[str] | None:
+    """Every permission ``caller`` holds on the resource; None when it does not exist."""
     chain = await ancestry(session, kind, resource_id)
-    if chain is None:
+    return None if chain is None else frozenset(await permissions_on(session, caller, chain))
+
+
+def decide(granted: frozenset[str] | None, permission: str, kind: str, resource_id: str) -> None:
+    """Return if ``permission`` is among those ``granted``, raise the right refusal otherwise."""
+    if granted is None:
         raise not_found(kind, resource_id)
-    granted = await permissions_on(session, caller, chain)
     if permission in granted:
         return
     if f"{kind}.get" in granted or kind == "system":  # the installation is never secret

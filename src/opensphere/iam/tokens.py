@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -19,7 +20,13 @@ BEARER, API_KEY = "bearer", "api_key"
 _PREFIX = {BEARER: "os1_", API_KEY: "osk_"}
 
 
-def _digest(secret: str) -> str:
+@dataclass(frozen=True)
+class Holder:
+    caller: Caller
+    expires_at: datetime | None
+
+
+def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
@@ -32,21 +39,28 @@ async def issue(session: AsyncSession, subject_id: str, *, kind: str = BEARER,
     secret = _PREFIX[kind] + secrets.token_urlsafe(32)
     now = m.utcnow()
     token = m.Token(id=new_id("tok"), subject_id=subject_id, kind=kind,
-                    token_hash=_digest(secret), description=description, created_at=now,
+                    token_hash=digest(secret), description=description, created_at=now,
                     expires_at=now + ttl if ttl else None)
     session.add(token)
     return token, secret
 
 
-async def lookup(session: AsyncSession, secret: str, kind: str,
-                 now: datetime | None = None) -> Caller:
-    """The subject a live credential of ``kind`` belongs to; UNAUTHENTICATED otherwise."""
+async def holder(session: AsyncSession, token_digest: str, kind: str) -> Holder | None:
+    """Who a credential of ``kind`` belongs to and until when; None when it is unknown or
+    revoked."""
     row = (await session.execute(
         select(m.Token.expires_at, m.Token.revoked_at, m.Subject.id, m.Subject.type)
         .join(m.Subject, m.Subject.id == m.Token.subject_id)
-        .where(m.Token.token_hash == _digest(secret), m.Token.kind == kind)
+        .where(m.Token.token_hash == token_digest, m.Token.kind == kind)
     )).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    return Holder(Caller(subject_id=row.id, subject_type=row.type), row.expires_at)
+
+
+def check_live(found: Holder | None, now: datetime | None = None) -> Caller:
+    """The holder's identity while the credential lasts; UNAUTHENTICATED otherwise."""
     now = now or m.utcnow()
-    if row is None or row.revoked_at is not None or (row.expires_at and row.expires_at <= now):
+    if found is None or (found.expires_at and found.expires_at <= now):
         raise ApiError(Code.UNAUTHENTICATED, "the credentials are not valid")
-    return Caller(subject_id=row.id, subject_type=row.type)
+    return found.caller

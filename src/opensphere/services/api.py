@@ -13,8 +13,8 @@ from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opensphere.iam import audit
-from opensphere.iam.authn import authenticate
-from opensphere.iam.authorizer import SYSTEM, Resource, authorize, visible_ids
+from opensphere.iam.authorizer import SYSTEM, Resource, visible_ids
+from opensphere.iam.decisions import AccessView
 from opensphere.runtime import Runtime
 from opensphere.services.context import CallContext, Caller
 from opensphere.services.errors import ApiError, Code, invalid_argument, not_found
@@ -104,8 +104,9 @@ class Api:
             if rule is None:
                 raise ApiError(Code.UNIMPLEMENTED, f"{name} has no access rule")
             async with self.runtime.db.session() as session:
+                access = await self.runtime.decisions.view(session)
                 if not isinstance(rule, Public):
-                    caller = await authenticate(session, authorization, self.runtime.oidc)
+                    caller = await access.authenticate(authorization, self.runtime.oidc)
                 handler = HANDLERS.get(name)
                 if handler is None:
                     raise ApiError(
@@ -113,35 +114,38 @@ class Api:
                         f"{method.containing_service.name}.{method.name} is part of the "
                         "DataSphere API but is not available in this OpenSphere release yet")
                 validate(request)
-                visible = await self._authorize(session, caller, rule, request)
-            yield CallContext(caller=caller, runtime=self.runtime, visible=visible), handler
+                visible = await self._authorize(session, access, caller, rule, request)
+            pending = audit.Pending(caller.subject_id, name, _audited_id(rule, request)) \
+                if is_mutating(method) else None
+            yield CallContext(caller=caller, runtime=self.runtime, visible=visible,
+                              audit=pending), handler
         except ApiError as err:
             if err.code in DENIED or is_mutating(method):
                 await self._audit(caller, method, rule, request, err.code.name, err.message)
             raise
-        if is_mutating(method):
+        if pending is not None and not pending.written:
             await self._audit(caller, method, rule, request, "OK", "")
 
-    async def _authorize(self, session: AsyncSession, caller: Caller, rule: Rule,
-                         request: Message) -> set[str] | None:
+    async def _authorize(self, session: AsyncSession, access: AccessView, caller: Caller,
+                         rule: Rule, request: Message) -> set[str] | None:
         """Enforce ``rule``; for listings, return the ids the caller may see."""
         if isinstance(rule, Public | Authenticated):
             return None
         if isinstance(rule, Check):
             resource_id = getattr(request, rule.field) if rule.field else SYSTEM.id
-            await authorize(session, caller, rule.permission, rule.kind, resource_id)
+            await access.authorize(caller, rule.permission, rule.kind, resource_id)
             return None
         if isinstance(rule, Listing):
             parent = Resource(rule.parent_kind, getattr(request, rule.parent_field)) \
                 if rule.parent_field else SYSTEM
             return await visible_ids(session, caller, rule.permission, rule.kind, parent)
         assert isinstance(rule, OnOperation)
-        await self._authorize_operation(session, caller, rule, request.operation_id)
+        await self._authorize_operation(session, access, caller, rule, request.operation_id)
         return None
 
     @staticmethod
-    async def _authorize_operation(session: AsyncSession, caller: Caller, rule: OnOperation,
-                                   operation_id: str) -> None:
+    async def _authorize_operation(session: AsyncSession, access: AccessView, caller: Caller,
+                                   rule: OnOperation, operation_id: str) -> None:
         """An operation is as visible as its resource; its creator may always read and
         cancel it, even after the resource is gone."""
         op = await session.get(m.Operation, operation_id)
@@ -154,10 +158,10 @@ class Api:
         needed = f"{op.resource_type}.setAccessBindings" \
             if op.description in CREATOR_ONLY_OPERATIONS else f"{op.resource_type}.get"
         try:
-            await authorize(session, caller, needed, op.resource_type, op.resource_id)
+            await access.authorize(caller, needed, op.resource_type, op.resource_id)
             if rule.cancel:
-                await authorize(session, caller, CANCEL_PERMISSION[op.resource_type],
-                                op.resource_type, op.resource_id)
+                await access.authorize(caller, CANCEL_PERMISSION[op.resource_type],
+                                       op.resource_type, op.resource_id)
         except (ApiError, ValueError, KeyError) as err:
             if isinstance(err, ApiError) and err.code == Code.PERMISSION_DENIED \
                     and op.description not in CREATOR_ONLY_OPERATIONS:
@@ -166,16 +170,19 @@ class Api:
 
     async def _audit(self, caller: Caller, method: MethodDescriptor, rule: Rule | None,
                      request: Message, result: str, message: str) -> None:
-        resource_id = ""
-        if isinstance(rule, Check) and rule.field:
-            resource_id = getattr(request, rule.field)
-        elif isinstance(rule, OnOperation):
-            resource_id = request.operation_id  # type: ignore[attr-defined]
-        else:  # installation-wide calls: record the subject or credential they act on
-            fields = request.DESCRIPTOR.fields_by_name
-            resource_id = next((getattr(request, f) for f in AUDITED_IDS if f in fields), "")
         try:
             await audit.record(self.runtime.db, caller.subject_id, method.full_name,
-                               resource_id, result, message)
+                               _audited_id(rule, request), result, message)
         except Exception:  # the call's own outcome stands; the failure is logged loudly
             log.exception("could not write the audit record for %s", method.full_name)
+
+
+def _audited_id(rule: Rule | None, request: Message) -> str:
+    """The resource an audit record names: the one the rule checks, the operation, or for
+    installation-wide calls the subject or credential acted on."""
+    if isinstance(rule, Check) and rule.field:
+        return str(getattr(request, rule.field))
+    if isinstance(rule, OnOperation):
+        return str(request.operation_id)  # type: ignore[attr-defined]
+    fields = request.DESCRIPTOR.fields_by_name
+    return next((getattr(request, f) for f in AUDITED_IDS if f in fields), "")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from opensphere.iam.audit import Pending
     from opensphere.runtime import Runtime
 
 
@@ -23,3 +24,5 @@ class CallContext:
     runtime: Runtime
     # For List methods: the ids the caller may see, or None when it may see them all.
     visible: set[str] | None = None
+    # For calls that change state: their audit record, until someone writes it.
+    audit: Pending | None = None

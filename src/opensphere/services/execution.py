@@ -13,10 +13,12 @@ import json
 import logging
 import posixpath
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -110,8 +112,8 @@ async def execute(ctx: CallContext, request: ps.ProjectExecutionRequest
     await disk.ensure_room(runtime, request.project_id)
     run: RunRequest | None = None
     try:
-        # One transaction checks the budget, queues the run and records its operation; the
-        # run's outcome is written only after it committed (the completion starts after).
+        # One transaction checks the budget and queues the run; the run's operation is
+        # recorded by _Record (with the run's outcome when it ends within EAGER_WAIT).
         async with runtime.db.session() as session:
             row = await projects.load(session, request.project_id)
             pending = _run_request(runtime, row, request, new_id("ops"))
@@ -136,21 +138,78 @@ async def execute(ctx: CallContext, request: ps.ProjectExecutionRequest
                          UnknownCell: "cell_id"}.get(type(err), "notebook_id")
                 raise invalid_argument(field, str(err)) from None
             run = pending
-            op = operations.start(session, ctx, DESCRIPTION, "project", row.id, metadata)
-            op.id = run.run_id
+            record = _Record(ctx, run.run_id, metadata)
+            if limits.max_concurrent_runs is not None:  # later runs must count this one
+                record.add_running(session)
     except BaseException:
         if run is not None:  # queued, but its operation was not recorded
             runtime.engine.cancel(run.run_id)
         raise
-    completion = runtime.spawn(_complete(runtime, run, result, meter))
+    completion = runtime.spawn(_complete(runtime, run, result, meter, record))
     progress.channel.close_after(completion)
     # A short run is answered with its finished operation: no polling round trip after it.
     await asyncio.wait({completion}, timeout=EAGER_WAIT)
-    if completion.done() and not completion.cancelled() and completion.exception() is None:
-        finished = completion.result()
-        if finished is not None:
-            return finished
-    return operations.to_proto(op)
+    try:
+        return await record.running()
+    except BaseException:
+        if not completion.done():  # it could never be answered: stop it
+            runtime.engine.cancel(run.run_id)
+        raise
+
+
+class _Record:
+    """A run's operation in the store. A run that ends within EAGER_WAIT is written once,
+    finished, in the transaction of its outcome (with the call's audit record); a longer
+    one is written running before Execute answers, and finished when it ends."""
+
+    def __init__(self, ctx: CallContext, operation_id: str,
+                 metadata: ps.ProjectExecutionMetadata) -> None:
+        self.ctx, self.operation_id, self.metadata = ctx, operation_id, metadata
+        self.created_at = m.utcnow()
+        self.finished: operation_pb2.Operation | None = None
+        self._running: m.Operation | None = None  # the running row, once stored
+        self._lock = asyncio.Lock()  # held by whoever writes the row
+
+    def add_running(self, session: AsyncSession) -> None:
+        """Add the running operation to ``session``, whose commit the caller awaits."""
+        self._running = self._row(session)
+
+    async def running(self) -> operation_pb2.Operation:
+        """The operation to answer with: finished if it is, else stored running now."""
+        async with self._lock:
+            if self.finished is not None:
+                return self.finished
+            if self._running is None:
+                async with self.ctx.runtime.db.session() as session:
+                    row = self._row(session)
+                self._running = row
+            return operations.to_proto(self._running)
+
+    async def finish(self, *, response: Message | None = None, error: ApiError | None = None,
+                     also: Callable[[AsyncSession], Awaitable[None]] | None = None
+                     ) -> operation_pb2.Operation | None:
+        """Write the operation finished, and ``also``'s writes in the same transaction;
+        returns it (None if something else finished it first)."""
+        async with self._lock:
+            async with self.ctx.runtime.db.session() as session:
+                if also is not None:
+                    await also(session)
+                if self._running is not None:
+                    finished = await operations.finish_running(
+                        session, self.operation_id, response=response, error=error)
+                else:
+                    row = self._row(session)
+                    operations.finish(row, response=response, error=error)
+                    finished = operations.to_proto(row)
+            self.finished = finished
+        return finished
+
+    def _row(self, session: AsyncSession) -> m.Operation:
+        row = operations.start(session, self.ctx, DESCRIPTION, "project",
+                               self.metadata.project_id, self.metadata)
+        row.id, row.created_at, row.modified_at = \
+            self.operation_id, self.created_at, self.created_at
+        return row
 
 
 class _Progress:
@@ -183,7 +242,7 @@ class _Progress:
 
 
 async def _complete(runtime: Runtime, run: RunRequest, result: asyncio.Future[RunResult],
-                    meter: budget.Meter) -> operation_pb2.Operation | None:
+                    meter: budget.Meter, record: _Record) -> operation_pb2.Operation | None:
     """Wait for the run (refreshing its operation), then store the checkpoint and answer;
     returns the finished operation."""
     while True:
@@ -196,10 +255,8 @@ async def _complete(runtime: Runtime, run: RunRequest, result: asyncio.Future[Ru
         except Exception as err:  # the engine failed this run unexpectedly
             log.exception("run %s failed", run.run_id)
             await meter.finish(None)
-            async with runtime.db.session() as session:
-                await operations.finish_running(session, run.run_id, error=ApiError(
-                    Code.INTERNAL, f"the run failed: {type(err).__name__}"))
-            return None
+            return await record.finish(error=ApiError(
+                Code.INTERNAL, f"the run failed: {type(err).__name__}"))
     checkpoint_id = new_id("chk")
     executed = await asyncio.to_thread(_write_back, run, outcome)
     response = ps.ProjectExecutionResponse(
@@ -208,13 +265,15 @@ async def _complete(runtime: Runtime, run: RunRequest, result: asyncio.Future[Ru
     response.output_variables.update(outcome.output_variables)
     if outcome.error is not None:
         response.error.CopyFrom(_error_status(outcome))
-    async with runtime.db.session() as session:  # charge, checkpoint and answer at once
+
+    async def charge_and_checkpoint(session: AsyncSession) -> None:
         await meter.finish(outcome.duration, session)
         session.add(m.Checkpoint(
             id=checkpoint_id, project_id=run.project_id, notebook_id=run.notebook_path,
             operation_id=run.run_id, created_at=outcome.finished_at, status=outcome.status,
             notebook=executed, variables=outcome.variables, error=_error_json(outcome)))
-        return await operations.finish_running(session, run.run_id, response=response)
+
+    return await record.finish(response=response, also=charge_and_checkpoint)
 
 
 def _write_back(run: RunRequest, outcome: RunResult) -> str:

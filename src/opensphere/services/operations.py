@@ -44,7 +44,8 @@ def to_proto(row: m.Operation) -> operation_pb2.Operation:
 
 def start(session: AsyncSession, ctx: CallContext, description: str, resource_type: str,
           resource_id: str, metadata: Message) -> m.Operation:
-    """Add a not-yet-done operation to ``session`` (committed with the caller's transaction).
+    """Add a not-yet-done operation to ``session`` (committed with the caller's transaction),
+    with the call's audit record.
 
     The resource (kind and id) decides who may read and cancel the operation.
     """
@@ -54,6 +55,8 @@ def start(session: AsyncSession, ctx: CallContext, description: str, resource_ty
                       created_by=ctx.caller.subject_id, created_at=now, modified_at=now,
                       done=False, metadata_pb=_pack(metadata))
     session.add(row)
+    if ctx.audit is not None:
+        ctx.audit.add_to(session)
     return row
 
 

@@ -101,6 +101,16 @@ class AuditRecord(Base):
     message: Mapped[str] = mapped_column(String(512), default="")
 
 
+class IamState(Base):
+    """One row: ``version`` grows with every change access decisions depend on (bumped by
+    triggers, see migration 0006)."""
+
+    __tablename__ = "iam_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 class Token(Base):
     """A bearer credential. Only the SHA-256 of the secret is kept."""
 
