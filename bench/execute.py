@@ -7,12 +7,16 @@ run in four ways, all in this one run:
 
 1. Warm ``ProjectService.Execute`` against the real ``opensphere serve`` (kernel pool of 2),
    over gRPC and over REST: submit, then poll the operation only if it is not yet done.
-   Samples alternate gRPC, REST and the bare kernel (A B C C B A ...), so load from other
+   Samples alternate gRPC, REST and the bare kernels (A B C D D C B A ...), so load from other
    processes on a small machine hits all three alike.
 2. Cold first runs: each Execute names a notebook file that never ran, so it takes a kernel
    from the pool; before each, the server and its kernels are let go quiet (pool refilled).
 3. The floor: the same cells' code sent to a kernel started here with ``jupyter_client``
-   and the engine's own kernel command, one execute request per cell, each waited for idle.
+   and the engine's own kernel command, one execute request per cell, each waited for idle
+   (as papermill and nbclient run notebooks). The engine sends a whole run as one request
+   (its kernel helper runs the cells), so the same kernel driven that way with
+   ``jupyter_client`` alone is measured too: how much the API, the store and the
+   bookkeeping add to the engine's own protocol.
 4. papermill: ``papermill.execute_notebook`` in this process (after one warm-up run) and
    the ``papermill`` command, both of which start a kernel per run.
 
@@ -56,6 +60,7 @@ CELLS = (
     "print(json.dumps({'result': result}))",
 )
 OUTPUT = "result"
+ONE_REQUEST = "bare kernel, cells in one request"
 EXPECTED = sum(i * i for i in range(1000))
 EXECUTE_PATH = "/yandex.cloud.datasphere.v2.ProjectService/Execute"
 OPERATION_GET_PATH = "/yandex.cloud.operation.OperationService/Get"
@@ -277,9 +282,11 @@ class RestExecute:
 
 
 class BareKernel:
-    """A kernel started with the engine's own command, driven with ``jupyter_client`` alone."""
+    """A kernel started with the engine's own command, driven with ``jupyter_client`` alone:
+    one execute request per cell, or (``one_request``) one for all the cells, each run
+    through IPython's ``run_cell`` as the engine's helper runs them."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, one_request: bool = False) -> None:
         from jupyter_client.kernelspec import KernelSpec, KernelSpecManager
         from jupyter_client.manager import KernelManager
 
@@ -297,6 +304,7 @@ class BareKernel:
         self._client = self._manager.blocking_client()
         self._client.start_channels()
         self._client.wait_for_ready(timeout=60)
+        self._one_request = one_request
 
     @property
     def pid(self) -> int | None:
@@ -307,8 +315,10 @@ class BareKernel:
         """The cells in order, each waited for idle; the output variable rides on the last."""
         outputs: list[dict[str, Any]] = []
         reply: dict[str, Any] = {}
-        for i, code in enumerate(CELLS):
-            expressions = {OUTPUT: OUTPUT} if i == len(CELLS) - 1 else {}
+        requests = [f"for _cell in {list(CELLS)!r}:\n    get_ipython().run_cell(_cell, "
+                    "store_history=True)"] if self._one_request else CELLS
+        for i, code in enumerate(requests):
+            expressions = {OUTPUT: OUTPUT} if i == len(requests) - 1 else {}
             reply = self._client.execute_interactive(
                 code, user_expressions=expressions, allow_stdin=False, timeout=60,
                 output_hook=outputs.append)
@@ -422,7 +432,7 @@ def print_header(args: argparse.Namespace) -> None:
     print(f"  notebook: {len(CELLS)} code cells (import, computation, print), output "
           f"variable {OUTPUT!r}")
     print(f"  method  : {args.samples} samples per warm target after {args.warmup} warm-up runs "
-          "each, interleaved (A B C C B A ...);")
+          "each, interleaved (A B C D D C B A ...);")
     print(f"            {args.cold} cold first runs, each after >= {args.cold_gap:g} s and "
           f"the server's process tree going idle; papermill {args.papermill} runs each")
     print()
@@ -468,6 +478,9 @@ def print_report(warm: dict[str, Samples], cold: Samples, waits: list[float],
     for label, value, target, met in checks:
         print(f"  {label}: {value:.3f}  (target {target}: {'met' if met else 'NOT met'})")
     print(f"  papermill command / Execute warm, gRPC: {pm_cli / grpc_p50:.1f}")
+    one = warm[ONE_REQUEST].p50
+    print(f"  warm Execute p50 / bare kernel with all cells in one request p50 (the "
+          f"engine's own protocol): gRPC {grpc_p50 / one:.2f}, REST {rest_p50 / one:.2f}")
     return sum(not met for *_, met in checks)
 
 
@@ -486,6 +499,7 @@ def run(args: argparse.Namespace, children: Children, data_dir: Path) -> int:
     grpc_target = GrpcExecute(server.grpc, token, project_id)
     rest_target = RestExecute(server.rest, token, project_id, NOTEBOOK)
     bare = BareKernel(data_dir / "bare")
+    bare_one = BareKernel(data_dir / "bare-one", one_request=True)
     try:
         grpc_target.run(NOTEBOOK)  # the notebook's session takes a pooled kernel
         wait_quiet(server.proc.pid, 1.5)  # ... and the pool refills
@@ -496,9 +510,11 @@ def run(args: argparse.Namespace, children: Children, data_dir: Path) -> int:
             "gRPC Execute": lambda: grpc_target.run(NOTEBOOK),
             "REST Execute": rest_target,
             "bare kernel (jupyter_client)": bare,
+            ONE_REQUEST: bare_one,
         }
         probes = {"gRPC Execute": server_probe, "REST Execute": server_probe,
-                  "bare kernel (jupyter_client)": Probe(None, [bare.pid] if bare.pid else [])}
+                  "bare kernel (jupyter_client)": Probe(None, [bare.pid] if bare.pid else []),
+                  ONE_REQUEST: Probe(None, [bare_one.pid] if bare_one.pid else [])}
         t0, machine0, ours0 = time.perf_counter(), _machine_busy(), _own_cpu(server.proc.pid)
         warm = warm_phase(args, targets, probes)
         phases["warm"] = time.perf_counter() - t0
@@ -511,6 +527,7 @@ def run(args: argparse.Namespace, children: Children, data_dir: Path) -> int:
         grpc_target.close()
         rest_target.close()
         bare.close()
+        bare_one.close()
     t0 = time.perf_counter()
     children.stop(server.proc)
     phases["stop"] = time.perf_counter() - t0

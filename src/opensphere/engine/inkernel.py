@@ -140,8 +140,11 @@ def _needs_event_loop(shell: Any, source: str) -> bool:
 def _starting(shell: Any, index: int) -> None:
     """Mark the start of a cell: in the file, then on IOPub after what earlier cells wrote."""
     _record(index)
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        # ipykernel's streams buffer what is written until a flush, which waits for the
+        # IOPub thread; with nothing buffered the marker cannot overtake any output.
+        if stream is not None and getattr(stream, "_buffers", True):
+            stream.flush()
     hook = shell.displayhook
     hook.session.send(hook.pub_socket, MARKER, {"index": index}, hook.parent_header)
 
