@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -50,7 +51,10 @@ class Database:
         # Enough pooled connections for the concurrency one process serves without churn.
         kwargs: dict[str, Any] = {"pool_size": 20, "max_overflow": 20}
         if self.is_sqlite:
+            writer = asyncio.Lock()  # one writer at a time, see sqlite_driver
+            path = self.sync_url.database or ":memory:"
             kwargs["module"] = sqlite_driver.dbapi()
+            kwargs["async_creator"] = lambda: sqlite_driver.connect(path, writer)
         self.engine = create_async_engine(self.async_url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -1,26 +1,29 @@
-"""SQLite for the async engine at one thread hop per statement.
+"""SQLite for the async engine, run on the event loop's own thread.
 
-aiosqlite runs every sqlite3 call on the connection's own thread, and SQLAlchemy's
-adapter makes four such calls per statement (open a cursor, execute, fetch the rows,
-close the cursor). Each hop costs about 0.1 ms, most of what a small statement costs.
-Here a cursor lives on the event loop's side, and ``execute`` runs the statement,
-fetches its rows and closes the sqlite3 cursor in one call on the connection's thread.
-A commit or rollback with no transaction open (a read-only unit of work, a connection
-going back to the pool) costs no hop at all. Connecting and closing stay aiosqlite's.
+A SQLite statement costs microseconds; handing it to a worker thread and back (as
+aiosqlite does, several times per statement through SQLAlchemy's adapter) costs a
+hundred times that. So statements run inline, which is safe on two conditions:
 
-This module is the DBAPI module handed to SQLAlchemy's aiosqlite dialect (``dbapi()``).
+* Readers never wait: in WAL mode a read never blocks on a writer.
+* Writers never wait inside SQLite: a write blocks while another connection holds the
+  write lock, and that connection may belong to this very event loop, waiting for its
+  turn to commit. So each store serialises its write transactions with an asyncio lock
+  taken, without blocking the loop, before the statement that would begin one (the
+  implicit ``BEGIN`` of sqlite3's legacy transaction handling) and released when the
+  transaction ends. Only another process writing the same file can make a statement
+  wait (up to ``busy_timeout``); the SQLite store is meant for one server process.
+
+This module is the DBAPI module handed to SQLAlchemy's aiosqlite dialect (``dbapi()``);
+``connect`` is its ``async_creator``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
 from collections.abc import Iterable, Sequence
-from pathlib import Path
-from typing import Any
-
-import aiosqlite
-from aiosqlite import (
+from sqlite3 import (
     DatabaseError,
     Error,
     IntegrityError,
@@ -30,6 +33,7 @@ from aiosqlite import (
     sqlite_version,
     sqlite_version_info,
 )
+from typing import Any
 
 __all__ = [
     "Connection", "DatabaseError", "Error", "IntegrityError", "NotSupportedError",
@@ -38,30 +42,13 @@ __all__ = [
 ]
 
 Row = tuple[Any, ...]
-_Outcome = tuple[list[Row], Any, int, int | None]
+# Statements before which sqlite3 begins a write transaction (or that begin one).
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "SAVEPOINT", "BEGIN")
+WRITE_WAIT = 10.0  # seconds a writer waits for the store's other writer, as busy_timeout
 
 
-def _run(connection: Connection, sql: str, parameters: Any, many: bool) -> _Outcome:
-    """On the connection's thread: the statement, its rows and its counters, in one go."""
-    cursor = connection._conn.cursor()
-    try:
-        if many:
-            cursor.executemany(sql, parameters)
-        else:
-            cursor.execute(sql, parameters)
-        rows = cursor.fetchall() if cursor.description else []
-        return rows, cursor.description, cursor.rowcount, cursor.lastrowid
-    finally:
-        cursor.close()
-        connection.in_transaction = connection._conn.in_transaction
-
-
-def _end(connection: Connection, commit: bool) -> None:
-    """On the connection's thread: commit or roll back, noting whether that worked."""
-    try:
-        connection._conn.commit() if commit else connection._conn.rollback()
-    finally:
-        connection.in_transaction = connection._conn.in_transaction
+def _begins_write(sql: str) -> bool:
+    return sql.lstrip()[:9].upper().startswith(_WRITES)
 
 
 class Cursor:
@@ -82,14 +69,20 @@ class Cursor:
         await self.close()
 
     async def execute(self, sql: str, parameters: Sequence[Any] = ()) -> Cursor:
-        return await self._execute(sql, parameters, many=False)
+        await self._connection.before(sql)
+        return self._take(self._connection.raw.execute(sql, parameters))
 
     async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> Cursor:
-        return await self._execute(sql, list(parameters), many=True)
+        await self._connection.before(sql)
+        return self._take(self._connection.raw.executemany(sql, parameters))
 
-    async def _execute(self, sql: str, parameters: Any, *, many: bool) -> Cursor:
-        outcome = await self._connection._execute(_run, self._connection, sql, parameters, many)
-        self._rows, self.description, self.rowcount, self.lastrowid = outcome
+    def _take(self, cursor: sqlite3.Cursor) -> Cursor:
+        try:
+            self._rows = cursor.fetchall() if cursor.description else []
+            self.description, self.rowcount = cursor.description, cursor.rowcount
+            self.lastrowid = cursor.lastrowid
+        finally:
+            cursor.close()
         return self
 
     async def fetchone(self) -> Row | None:
@@ -108,30 +101,69 @@ class Cursor:
         self._rows = []
 
 
-class Connection(aiosqlite.Connection):
-    """aiosqlite's connection, with cursors that cost no hop of their own.
+class Connection:
+    """A sqlite3 connection used from the event loop, with the store's writer lock."""
 
-    ``in_transaction`` mirrors sqlite3's flag as of the last call on the connection's
-    thread (sqlite3 objects may not be touched from the event loop's).
-    """
+    def __init__(self, raw: sqlite3.Connection, writer: asyncio.Lock) -> None:
+        self.raw = raw
+        self._connection: sqlite3.Connection | None = raw  # what SQLAlchemy's adapter checks
+        self._writer = writer
+        self._writing = False
 
-    in_transaction = False
+    @property
+    def isolation_level(self) -> str | None:
+        return self.raw.isolation_level
 
-    def cursor(self) -> Cursor:  # type: ignore[override]
+    def cursor(self) -> Cursor:
         return Cursor(self)
 
+    async def before(self, sql: str) -> None:
+        """Take the writer lock before a statement that would start a write transaction."""
+        if not self._writing and not self.raw.in_transaction and _begins_write(sql):
+            try:
+                await asyncio.wait_for(self._writer.acquire(), WRITE_WAIT)
+            except TimeoutError:
+                raise OperationalError("database is locked") from None
+            self._writing = True
+
     async def commit(self) -> None:
-        if self.in_transaction:
-            await self._execute(_end, self, True)
+        try:
+            if self.raw.in_transaction:
+                self.raw.commit()
+        finally:
+            self._release()
 
     async def rollback(self) -> None:
-        if self.in_transaction:
-            await self._execute(_end, self, False)
+        try:
+            if self.raw.in_transaction:
+                self.raw.rollback()
+        finally:
+            self._release()
+
+    async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Close at once (SQLAlchemy's terminate); an open transaction is rolled back."""
+        if self._connection is not None:
+            self._connection = None
+            self.raw.close()
+        if self._writing:
+            self._writing = False
+            self._writer.release()
+
+    async def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self.raw.create_function(*args, **kwargs)
+
+    def _release(self) -> None:
+        if self._writing and not self.raw.in_transaction:
+            self._writing = False
+            self._writer.release()
 
 
-def connect(database: str | Path, **kwargs: Any) -> Connection:
-    """Like ``aiosqlite.connect``: the sqlite3 connection is opened on its own thread."""
-    return Connection(lambda: sqlite3.connect(str(database), **kwargs), iter_chunk_size=64)
+async def connect(database: str, writer: asyncio.Lock) -> Connection:
+    """Open ``database``; ``writer`` is the lock every connection to it shares."""
+    return Connection(sqlite3.connect(database, check_same_thread=False), writer)
 
 
 def dbapi() -> Any:
