@@ -15,7 +15,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from google.protobuf import empty_pb2
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opensphere.engine.specs import Spec
@@ -79,6 +79,20 @@ async def admit(session: AsyncSession, project: m.Project, spec: Spec,
                            f"units in the last hour, its max_units_per_hour is {cap}")
 
 
+# Built once: a run's charge is on its critical path, and building a statement costs
+# more than running it.
+_INSERT_USAGE = insert(m.Usage)
+_UPDATE_USAGE = update(m.Usage).where(m.Usage.operation_id == bindparam("id")).values(
+    seconds=bindparam("seconds"), units=bindparam("units"),
+    updated_at=bindparam("updated_at"), finished=bindparam("finished"),
+).execution_options(synchronize_session=False)
+_CHARGE = update(m.ProjectBudget).where(
+    m.ProjectBudget.project_id == bindparam("project"),
+    m.ProjectBudget.unit_balance.is_not(None),
+).values(unit_balance=m.ProjectBudget.unit_balance - bindparam("cost")).returning(
+    m.ProjectBudget.unit_balance).execution_options(synchronize_session=False)
+
+
 class Meter:
     """Charges one run every second from its first cell on, and stops it at a limit."""
 
@@ -137,21 +151,15 @@ class Meter:
         values = {"seconds": total, "units": units_for(self.spec, total),
                   "updated_at": datetime.now(UTC), "finished": finished}
         if self._recorded:
-            await session.execute(update(m.Usage).where(
-                m.Usage.operation_id == self.operation_id).values(**values)
-                .execution_options(synchronize_session=False))
-        else:  # a plain INSERT: the ORM's unit of work costs more than the statement
-            await session.execute(insert(m.Usage).values(
-                operation_id=self.operation_id, project_id=self.project_id,
-                subject_id=self.subject_id, spec=self.spec.name, started_at=self.started_at,
-                **values))
+            await session.execute(_UPDATE_USAGE, {"id": self.operation_id, **values})
+        else:
+            await session.execute(_INSERT_USAGE, {
+                "operation_id": self.operation_id, "project_id": self.project_id,
+                "subject_id": self.subject_id, "spec": self.spec.name,
+                "started_at": self.started_at, **values})
         balance = None
         if cost:
-            balance = await session.scalar(update(m.ProjectBudget).where(
-                m.ProjectBudget.project_id == self.project_id,
-                m.ProjectBudget.unit_balance.is_not(None),
-            ).values(unit_balance=m.ProjectBudget.unit_balance - cost).returning(
-                m.ProjectBudget.unit_balance).execution_options(synchronize_session=False))
+            balance = await session.scalar(_CHARGE, {"project": self.project_id, "cost": cost})
         hour = await spent_last_hour(session, self.project_id) \
             if self.per_hour is not None and not finished else 0
         return balance, hour
