@@ -67,9 +67,13 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def leftovers(folder: Path) -> list[str]:
-    """Temporary upload files anywhere under ``folder``."""
-    return [str(p) for p in folder.rglob("*.part")]
+def leftovers(folder: Path) -> list[str] | None:
+    """Temporary upload files anywhere under ``folder``; None when the walk met a folder
+    the server was removing at that moment (look again)."""
+    try:
+        return [str(p) for p in folder.rglob("*.part")]
+    except FileNotFoundError:
+        return None
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> bool:

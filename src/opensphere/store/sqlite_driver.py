@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from sqlite3 import (
     DatabaseError,
     Error,
@@ -127,18 +127,10 @@ class Connection:
             self._writing = True
 
     async def commit(self) -> None:
-        try:
-            if self.raw.in_transaction:
-                self.raw.commit()
-        finally:
-            self._release()
+        self._end(self.raw.commit)
 
     async def rollback(self) -> None:
-        try:
-            if self.raw.in_transaction:
-                self.raw.rollback()
-        finally:
-            self._release()
+        self._end(self.raw.rollback)
 
     async def close(self) -> None:
         self.stop()
@@ -154,6 +146,14 @@ class Connection:
 
     async def create_function(self, *args: Any, **kwargs: Any) -> None:
         self.raw.create_function(*args, **kwargs)
+
+    def _end(self, end: Callable[[], None]) -> None:
+        """Commit or roll back (when a transaction is open), then let the next writer in."""
+        try:
+            if self.raw.in_transaction:
+                end()
+        finally:
+            self._release()
 
     def _release(self) -> None:
         if self._writing and not self.raw.in_transaction:
