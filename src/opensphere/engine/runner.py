@@ -58,6 +58,7 @@ class Run:
         self.cwd = request.project_dir
         self._notebook = NotebookNode()  # read when the run is prepared
         self._cells: list[int] = []
+        self._position: dict[int, int] = {}  # cell index -> its place among those run
         self._env: dict[str, str] = {}
         self._on_progress = on_progress
         self._grace = interrupt_grace
@@ -75,6 +76,7 @@ class Run:
     ) -> None:
         """What to run: the cells (indexes into ``notebook``), where, and with which inputs."""
         self._notebook, self._cells, self.cwd, self._env = notebook, cells, cwd, env
+        self._position = {index: position for position, index in enumerate(cells)}
 
     def stop(self, reason: str) -> None:
         """Abort: a queued run never starts; a running one has its kernel interrupted."""
@@ -189,7 +191,7 @@ class Run:
         """Outputs go to the cell the helper last said it started."""
         if message["msg_type"] == MARKER:
             index = message["content"]["index"]
-            position = self._cells.index(index)
+            position = self._position[index]
             self._running = index
             self._outputs = CellOutputs(
                 self._notebook.cells[index],

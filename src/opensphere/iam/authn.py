@@ -11,22 +11,22 @@ from opensphere.iam.oidc import OidcVerifier, looks_like_jwt
 from opensphere.services.context import Caller
 from opensphere.services.errors import ApiError, Code
 
-HolderLookup = Callable[[AsyncSession, str, str], Awaitable[tokens.Holder | None]]
+# (credential digest, kind) -> who holds it, None for an unknown or revoked credential
+HolderLookup = Callable[[str, str], Awaitable[tokens.Holder | None]]
 
 
 async def authenticate(session: AsyncSession, authorization: str | None,
-                       oidc: OidcVerifier | None,
-                       holder: HolderLookup = tokens.holder) -> Caller:
+                       oidc: OidcVerifier | None, holder: HolderLookup) -> Caller:
     """``Bearer <token>`` (ours, or a provider's JWT when OIDC is configured) or
     ``Api-Key <key>``; anything else is UNAUTHENTICATED. ``holder`` finds who one of our
-    credentials (by digest and kind) belongs to."""
+    credentials belongs to."""
     scheme, _, secret = (authorization or "").strip().partition(" ")
     scheme, secret = scheme.lower(), secret.strip()
     if scheme == "api-key" and secret:
-        return tokens.check_live(await holder(session, tokens.digest(secret), tokens.API_KEY))
+        return tokens.check_live(await holder(tokens.digest(secret), tokens.API_KEY))
     if scheme == "bearer" and secret:
         if oidc is not None and looks_like_jwt(secret):
             return await oidc.authenticate(session, secret)
-        return tokens.check_live(await holder(session, tokens.digest(secret), tokens.BEARER))
+        return tokens.check_live(await holder(tokens.digest(secret), tokens.BEARER))
     raise ApiError(Code.UNAUTHENTICATED, "an 'Authorization: Bearer <token>' or "
                    "'Authorization: Api-Key <key>' header is required")

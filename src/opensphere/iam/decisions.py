@@ -86,12 +86,11 @@ class AccessView:
                 self._decisions.grants.put(key, self._version, granted)
         authorizer.decide(granted, permission, kind, resource_id)
 
-    async def _holder(self, session: AsyncSession, token_digest: str,
-                      kind: str) -> tokens.Holder | None:
+    async def _holder(self, token_digest: str, kind: str) -> tokens.Holder | None:
         key = (kind, token_digest)
         found = self._decisions.holders.get(key, self._version)
         if found is None:
-            found = await tokens.holder(session, token_digest, kind)
+            found = await tokens.holder(self._session, token_digest, kind)
             if found is not None:
                 self._decisions.holders.put(key, self._version, found)
         return found

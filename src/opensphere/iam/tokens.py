@@ -58,9 +58,8 @@ async def holder(session: AsyncSession, token_digest: str, kind: str) -> Holder 
     return Holder(Caller(subject_id=row.id, subject_type=row.type), row.expires_at)
 
 
-def check_live(found: Holder | None, now: datetime | None = None) -> Caller:
+def check_live(found: Holder | None) -> Caller:
     """The holder's identity while the credential lasts; UNAUTHENTICATED otherwise."""
-    now = now or m.utcnow()
-    if found is None or (found.expires_at and found.expires_at <= now):
+    if found is None or (found.expires_at and found.expires_at <= m.utcnow()):
         raise ApiError(Code.UNAUTHENTICATED, "the credentials are not valid")
     return found.caller
