@@ -26,7 +26,10 @@ from opensphere.engine.specs import Spec
 GIB = 1 << 30
 # The venv's own interpreter, whatever kernelspecs the machine has installed. History
 # stays in memory: notebooks still have In/Out, but no code lands in the server
-# account's home and kernels do not contend for one SQLite file.
+# account's home and kernels do not contend for one SQLite file. ipykernel sleeps half a
+# millisecond before each execute reply so that clients see a cell's output before its
+# reply; the engine waits for the kernel's idle status, which follows every output on
+# IOPub, so the sleep only delays it.
 KERNEL_ARGV = [
     sys.executable,
     "-m",
@@ -34,6 +37,7 @@ KERNEL_ARGV = [
     "-f",
     "{connection_file}",
     "--HistoryManager.hist_file=:memory:",
+    "--IPythonKernel._execute_sleep=0",
 ]
 # Numeric libraries size their thread pools by the machine, not by the affinity mask.
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
