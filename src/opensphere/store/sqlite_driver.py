@@ -120,10 +120,13 @@ class Connection:
     async def before(self, sql: str) -> None:
         """Take the writer lock before a statement that would start a write transaction."""
         if not self._writing and not self.raw.in_transaction and _begins_write(sql):
-            try:
-                await asyncio.wait_for(self._writer.acquire(), WRITE_WAIT)
-            except TimeoutError:
-                raise OperationalError("database is locked") from None
+            if self._writer.locked():  # wait_for costs a task: only when there is a wait
+                try:
+                    await asyncio.wait_for(self._writer.acquire(), WRITE_WAIT)
+                except TimeoutError:
+                    raise OperationalError("database is locked") from None
+            else:
+                await self._writer.acquire()
             self._writing = True
 
     async def commit(self) -> None:
