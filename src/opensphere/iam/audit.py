@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from opensphere.ids import new_id
 from opensphere.store import Database
 from opensphere.store import models as m
@@ -28,7 +26,7 @@ async def record(db: Database, subject_id: str, method: str, resource_id: str, r
 @dataclass
 class Pending:
     """The success record of a call that changes state. A handler writes it in the
-    transaction of the change itself (``add_to``), which then costs no transaction of its
+    transaction of the change itself (``take``), which then costs no transaction of its
     own; otherwise the API layer writes it once the handler returned."""
 
     subject_id: str
@@ -36,6 +34,7 @@ class Pending:
     resource_id: str
     written: bool = False
 
-    def add_to(self, session: AsyncSession) -> None:
-        session.add(entry(self.subject_id, self.method, self.resource_id, "OK", ""))
+    def take(self) -> m.AuditRecord:
+        """The record, for the caller to write in its transaction (the API layer won't)."""
         self.written = True
+        return entry(self.subject_id, self.method, self.resource_id, "OK", "")

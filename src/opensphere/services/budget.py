@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from opensphere.engine.specs import Spec
 from opensphere.proto_gen.opensphere.v1 import usage_service_pb2 as us
+from opensphere.proto_gen.yandex.cloud.datasphere.v2 import project_pb2
 from opensphere.proto_gen.yandex.cloud.datasphere.v2 import project_service_pb2 as ps
 from opensphere.proto_gen.yandex.cloud.operation import operation_pb2
 from opensphere.runtime import Runtime
@@ -52,7 +53,7 @@ async def spent_last_hour(session: AsyncSession, project_id: str) -> int:
     return int(total or 0)
 
 
-async def admit(session: AsyncSession, project: m.Project, spec: Spec,
+async def admit(session: AsyncSession, project: project_pb2.Project, spec: Spec,
                 limits: Effective, running: int) -> None:
     """Refuse a run before it starts when the project may not afford or host it."""
     if limits.allowed_specs is not None and spec.name not in limits.allowed_specs:
@@ -66,7 +67,7 @@ async def admit(session: AsyncSession, project: m.Project, spec: Spec,
     if balance is not None and balance <= 0:
         raise ApiError(Code.FAILED_PRECONDITION, f"project {project.id} has a unit balance "
                        f"of {balance}: set a positive balance to run notebooks")
-    per_hour = projects.to_proto(project).limits
+    per_hour = project.limits
     if per_hour.HasField("max_units_per_hour"):
         cap = per_hour.max_units_per_hour.value
         if spec.unit_price_per_hour > cap:
@@ -85,22 +86,22 @@ _INSERT_USAGE = insert(m.Usage)
 _UPDATE_USAGE = update(m.Usage).where(m.Usage.operation_id == bindparam("id")).values(
     seconds=bindparam("seconds"), units=bindparam("units"),
     updated_at=bindparam("updated_at"), finished=bindparam("finished"),
-).execution_options(synchronize_session=False)
+)
 _CHARGE = update(m.ProjectBudget).where(
     m.ProjectBudget.project_id == bindparam("project"),
     m.ProjectBudget.unit_balance.is_not(None),
 ).values(unit_balance=m.ProjectBudget.unit_balance - bindparam("cost")).returning(
-    m.ProjectBudget.unit_balance).execution_options(synchronize_session=False)
+    m.ProjectBudget.unit_balance)
 
 
 class Meter:
     """Charges one run every second from its first cell on, and stops it at a limit."""
 
-    def __init__(self, runtime: Runtime, operation_id: str, project: m.Project, spec: Spec,
-                 subject_id: str) -> None:
+    def __init__(self, runtime: Runtime, operation_id: str, project: project_pb2.Project,
+                 spec: Spec, subject_id: str) -> None:
         self.runtime, self.operation_id, self.spec = runtime, operation_id, spec
         self.project_id, self.subject_id = project.id, subject_id
-        limits = projects.to_proto(project).limits
+        limits = project.limits
         self.per_execution = limits.max_units_per_execution.value \
             if limits.HasField("max_units_per_execution") else None
         self.per_hour = limits.max_units_per_hour.value \
@@ -150,16 +151,18 @@ class Meter:
         cost = units_for(self.spec, total) - units_for(self.spec, self.seconds)
         values = {"seconds": total, "units": units_for(self.spec, total),
                   "updated_at": datetime.now(UTC), "finished": finished}
+        connection = await session.connection()  # plain statements: no ORM bookkeeping
         if self._recorded:
-            await session.execute(_UPDATE_USAGE, {"id": self.operation_id, **values})
+            await connection.execute(_UPDATE_USAGE, {"id": self.operation_id, **values})
         else:
-            await session.execute(_INSERT_USAGE, {
+            await connection.execute(_INSERT_USAGE, {
                 "operation_id": self.operation_id, "project_id": self.project_id,
                 "subject_id": self.subject_id, "spec": self.spec.name,
                 "started_at": self.started_at, **values})
         balance = None
         if cost:
-            balance = await session.scalar(_CHARGE, {"project": self.project_id, "cost": cost})
+            balance = await connection.scalar(_CHARGE, {"project": self.project_id,
+                                                        "cost": cost})
         hour = await spent_last_hour(session, self.project_id) \
             if self.per_hour is not None and not finished else 0
         return balance, hour

@@ -39,6 +39,7 @@ from opensphere.services import budget, disk, operations, projects, restrictions
 from opensphere.services.context import CallContext
 from opensphere.services.errors import ApiError, Code, invalid_argument, not_found
 from opensphere.services.registry import rpc
+from opensphere.store import inserts
 from opensphere.store import models as m
 
 SERVICE = "yandex.cloud.datasphere.v2.ProjectService"
@@ -53,10 +54,6 @@ RUN_TIMEOUT = {Settings.STALE_EXECUTION_TIMEOUT_MODE_UNSPECIFIED: 3600.0,
                Settings.NO_TIMEOUT: None}
 STATUS = {RunStatus.OK: ps.OK, RunStatus.ERROR: ps.ERROR, RunStatus.ABORTED: ps.ABORTED}
 log = logging.getLogger(__name__)
-
-
-def _settings(row: m.Project) -> Settings:
-    return projects.to_proto(row).settings
 
 
 def _find_cell(root: Path, cell_id: str) -> str:
@@ -78,14 +75,14 @@ def _find_cell(root: Path, cell_id: str) -> str:
     return matches[0]
 
 
-def _run_request(runtime: Runtime, row: m.Project, request: ps.ProjectExecutionRequest,
-                 run_id: str) -> RunRequest:
-    settings = _settings(row)
+def _run_request(runtime: Runtime, project: project_pb2.Project,
+                 request: ps.ProjectExecutionRequest, run_id: str) -> RunRequest:
+    settings = project.settings
     try:
         spec = resolve_spec(request.spec or settings.default_dedicated_spec)
     except UnknownSpec as err:
         raise invalid_argument("spec", str(err)) from None
-    root = runtime.project_dir(row.id)
+    root = runtime.project_dir(project.id)
     if request.WhichOneof("target") == "cell_id":
         notebook, cell_id = _find_cell(root, request.cell_id), request.cell_id
     else:
@@ -99,7 +96,7 @@ def _run_request(runtime: Runtime, row: m.Project, request: ps.ProjectExecutionR
     idle = settings.vm_inactivity_timeout.ToTimedelta().total_seconds() \
         if settings.HasField("vm_inactivity_timeout") else 1800.0
     return RunRequest(
-        run_id=run_id, project_id=row.id, project_dir=root, notebook_path=notebook,
+        run_id=run_id, project_id=project.id, project_dir=root, notebook_path=notebook,
         cell_id=cell_id, input_variables=contract.struct_json(request.input_variables),
         output_variable_names=list(request.output_variable_names), spec=spec,
         timeout=RUN_TIMEOUT[settings.stale_exec_timeout_mode], idle_timeout=idle or 1800.0)
@@ -116,19 +113,20 @@ async def execute(ctx: CallContext, request: ps.ProjectExecutionRequest
         # recorded by _Record (with the run's outcome when it ends within EAGER_WAIT).
         async with runtime.db.session() as session:
             row = await projects.load(session, request.project_id)
-            pending = _run_request(runtime, row, request, new_id("ops"))
+            project = projects.to_proto(row)
+            pending = _run_request(runtime, project, request, new_id("ops"))
             limits = await restrictions.effective(session, row)
             running = 0 if limits.max_concurrent_runs is None else await session.scalar(
                 select(func.count()).select_from(m.Operation).where(
                     m.Operation.description == DESCRIPTION, m.Operation.resource_id == row.id,
                     m.Operation.done.is_(False)))
-            await budget.admit(session, row, pending.spec, limits, running or 0)
+            await budget.admit(session, project, pending.spec, limits, running or 0)
             metadata = ps.ProjectExecutionMetadata(project_id=row.id)
             if pending.cell_id is not None:
                 metadata.cell_id = pending.cell_id
             else:
                 metadata.notebook_id = pending.notebook_path
-            meter = budget.Meter(runtime, pending.run_id, row, pending.spec,
+            meter = budget.Meter(runtime, pending.run_id, project, pending.spec,
                                  ctx.caller.subject_id)
             progress = _Progress(runtime, pending.run_id, metadata, meter)
             try:
@@ -172,7 +170,7 @@ class _Record:
 
     def add_running(self, session: AsyncSession) -> None:
         """Add the running operation to ``session``, whose commit the caller awaits."""
-        self._running = self._row(session)
+        self._running = operations.add(session, self.ctx, self._new())
 
     async def running(self) -> operation_pb2.Operation:
         """The operation to answer with: finished if it is, else stored running now."""
@@ -181,7 +179,7 @@ class _Record:
                 return self.finished
             if self._running is None:
                 async with self.ctx.runtime.db.session() as session:
-                    row = self._row(session)
+                    row = operations.add(session, self.ctx, self._new())
                 self._running = row
             return operations.to_proto(self._running)
 
@@ -198,15 +196,17 @@ class _Record:
                     finished = await operations.finish_running(
                         session, self.operation_id, response=response, error=error)
                 else:
-                    row = self._row(session)
+                    row = self._new()
                     operations.finish(row, response=response, error=error)
+                    audit = [self.ctx.audit.take()] if self.ctx.audit is not None else []
+                    await inserts.insert(session, row, *audit)
                     finished = operations.to_proto(row)
             self.finished = finished
         return finished
 
-    def _row(self, session: AsyncSession) -> m.Operation:
-        row = operations.start(session, self.ctx, DESCRIPTION, "project",
-                               self.metadata.project_id, self.metadata)
+    def _new(self) -> m.Operation:
+        row = operations.new(self.ctx, DESCRIPTION, "project", self.metadata.project_id,
+                             self.metadata)
         row.id, row.created_at, row.modified_at = \
             self.operation_id, self.created_at, self.created_at
         return row
@@ -268,7 +268,7 @@ async def _complete(runtime: Runtime, run: RunRequest, result: asyncio.Future[Ru
 
     async def charge_and_checkpoint(session: AsyncSession) -> None:
         await meter.finish(outcome.duration, session)
-        session.add(m.Checkpoint(
+        await inserts.insert(session, m.Checkpoint(
             id=checkpoint_id, project_id=run.project_id, notebook_id=run.notebook_path,
             operation_id=run.run_id, created_at=outcome.finished_at, status=outcome.status,
             notebook=executed, variables=outcome.variables, error=_error_json(outcome)))

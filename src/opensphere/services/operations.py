@@ -42,21 +42,31 @@ def to_proto(row: m.Operation) -> operation_pb2.Operation:
     return op
 
 
-def start(session: AsyncSession, ctx: CallContext, description: str, resource_type: str,
-          resource_id: str, metadata: Message) -> m.Operation:
-    """Add a not-yet-done operation to ``session`` (committed with the caller's transaction),
-    with the call's audit record.
+def new(ctx: CallContext, description: str, resource_type: str, resource_id: str,
+        metadata: Message) -> m.Operation:
+    """A not-yet-done operation row, not in any session yet.
 
     The resource (kind and id) decides who may read and cancel the operation.
     """
     now = m.utcnow()
-    row = m.Operation(id=new_id("ops"), description=description,
-                      resource_type=resource_type, resource_id=resource_id,
-                      created_by=ctx.caller.subject_id, created_at=now, modified_at=now,
-                      done=False, metadata_pb=_pack(metadata))
+    return m.Operation(id=new_id("ops"), description=description,
+                       resource_type=resource_type, resource_id=resource_id,
+                       created_by=ctx.caller.subject_id, created_at=now, modified_at=now,
+                       done=False, metadata_pb=_pack(metadata))
+
+
+def start(session: AsyncSession, ctx: CallContext, description: str, resource_type: str,
+          resource_id: str, metadata: Message) -> m.Operation:
+    """Add a not-yet-done operation to ``session`` (committed with the caller's transaction),
+    with the call's audit record."""
+    return add(session, ctx, new(ctx, description, resource_type, resource_id, metadata))
+
+
+def add(session: AsyncSession, ctx: CallContext, row: m.Operation) -> m.Operation:
+    """Add ``row`` (from ``new``) to ``session``, with the call's audit record."""
     session.add(row)
     if ctx.audit is not None:
-        ctx.audit.add_to(session)
+        session.add(ctx.audit.take())
     return row
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf import empty_pb2
-from sqlalchemy import delete, or_, select
+from sqlalchemy import bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from opensphere.engine.specs import SPECS
@@ -53,12 +53,19 @@ def _stricter_min(*values: int | None) -> int | None:
     return min(present) if present else None
 
 
+# Built once, run as a plain statement: every Execute reads it before its run starts.
+_BOTH = select(m.RestrictionValue.resource_type, m.RestrictionValue.name,
+               m.RestrictionValue.values).where(or_(
+                   (m.RestrictionValue.resource_type == "project")
+                   & (m.RestrictionValue.resource_id == bindparam("project")),
+                   (m.RestrictionValue.resource_type == "community")
+                   & (m.RestrictionValue.resource_id == bindparam("community"))))
+
+
 async def effective(session: AsyncSession, project: m.Project) -> Effective:
-    rows = await session.scalars(select(m.RestrictionValue).where(or_(
-        (m.RestrictionValue.resource_type == "project")
-        & (m.RestrictionValue.resource_id == project.id),
-        (m.RestrictionValue.resource_type == "community")
-        & (m.RestrictionValue.resource_id == project.community_id))))
+    connection = await session.connection()
+    rows = await connection.execute(_BOTH, {"project": project.id,
+                                            "community": project.community_id})
     own: dict[str, list[Any]] = {}
     parent: dict[str, list[Any]] = {}
     for r in rows:
