@@ -13,10 +13,9 @@ run in four ways, all in this one run:
    from the pool; before each, the server and its kernels are let go quiet (pool refilled).
 3. The floor: the same cells' code sent to a kernel started here with ``jupyter_client``
    and the engine's own kernel command, one execute request per cell, each waited for idle
-   (as papermill and nbclient run notebooks). The engine sends a whole run as one request
-   (its kernel helper runs the cells), so the same kernel driven that way with
-   ``jupyter_client`` alone is measured too: how much the API, the store and the
-   bookkeeping add to the engine's own protocol.
+   (as papermill and nbclient run notebooks). The same kernel given all the cells in one
+   execute request is measured too: the least a client of the kernel protocol can pay per
+   run. (The engine pays less: its helper takes a run without an execute request.)
 4. papermill: ``papermill.execute_notebook`` in this process (after one warm-up run) and
    the ``papermill`` command, both of which start a kernel per run.
 
@@ -479,8 +478,8 @@ def print_report(warm: dict[str, Samples], cold: Samples, waits: list[float],
         print(f"  {label}: {value:.3f}  (target {target}: {'met' if met else 'NOT met'})")
     print(f"  papermill command / Execute warm, gRPC: {pm_cli / grpc_p50:.1f}")
     one = warm[ONE_REQUEST].p50
-    print(f"  warm Execute p50 / bare kernel with all cells in one request p50 (the "
-          f"engine's own protocol): gRPC {grpc_p50 / one:.2f}, REST {rest_p50 / one:.2f}")
+    print(f"  warm Execute p50 / bare kernel with all cells in one execute request p50: "
+          f"gRPC {grpc_p50 / one:.2f}, REST {rest_p50 / one:.2f}")
     return sum(not met for *_, met in checks)
 
 

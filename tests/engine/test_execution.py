@@ -138,6 +138,22 @@ async def test_a_raising_cell_stops_the_run(
     assert result.variables == {"x": 1}
 
 
+async def test_a_cell_asking_for_input_fails_instead_of_waiting(
+    run: RunNotebook, write_notebook: WriteNotebook, make_request: MakeRequest
+) -> None:
+    path = write_notebook("asks.ipynb", "import getpass", "name = input('name? ')")
+    result = await run(make_request(path))
+
+    assert result.status == RunStatus.ERROR
+    assert result.error is not None
+    assert (result.error.cell_index, result.error.ename) == (1, "StdinNotImplementedError")
+    # The same kernel runs on, and a password prompt fails the same way.
+    write_notebook("asks.ipynb", "secret = getpass.getpass()")
+    again = await run(make_request(path))
+    assert again.error is not None
+    assert (again.error.cell_index, again.error.ename) == (0, "StdinNotImplementedError")
+
+
 async def test_a_single_cell_runs_by_id(
     run: RunNotebook, write_notebook: WriteNotebook, make_request: MakeRequest
 ) -> None:

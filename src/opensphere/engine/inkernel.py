@@ -4,11 +4,14 @@ The engine sends this file's source to each kernel once, as the module
 ``_opensphere_engine``, and never imports it itself. It imports nothing heavy: numpy
 and pandas values are recognised only when the notebook has imported those libraries.
 
-A run is one execute request: ``run`` executes the cells through IPython's own
-``run_cell`` (history, execution counts, display hooks and tracebacks as for separate
-requests) and marks where each cell's outputs begin with a ``opensphere_cell`` IOPub
-message, so the engine files every output under its cell. The kernel's per-request
-work, about three times what a small cell costs, is paid once per run. Before a cell
+A run does not go through an execute request: ipykernel's work per request (thread
+hand-offs, status messages, the request's own cell) costs several times what small
+cells do. The engine sends the run, signed with the kernel's key, on a socket of its
+own that ``listen`` reads on the kernel's event loop. ``run`` executes the cells through
+IPython's own ``run_cell`` (history, execution counts, display hooks and tracebacks as
+for separate requests) and marks where each cell's outputs begin with an
+``opensphere_cell`` IOPub message, so the engine files every output under its cell;
+an ``opensphere_done`` message, after every output, carries the outcome. Before a cell
 starts, its index is also written to a file: a message sent just before the kernel
 dies can be lost, the file cannot. A notebook with a cell that needs the kernel's
 event loop (top-level ``await``) is not run here; the engine sends it cell by cell.
@@ -22,22 +25,30 @@ for by name, and left out of the snapshot.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
 import datetime
+import getpass
 import json
 import os
+import signal
 import sys
+from hmac import compare_digest
 from typing import Any
 
+import zmq
 from IPython import get_ipython
+from IPython.core.error import StdinNotImplementedError
 
 MARKER = "opensphere_cell"
+DONE = "opensphere_done"
 # Bigger values stay out of the per-run snapshot: converting them would slow every run.
 SNAPSHOT_MAX_ITEMS = 100_000
 _HIDDEN = frozenset({"In", "Out", "exit", "quit", "get_ipython"})
 _SCALARS = (str, int, float, bool, type(None))
 _saved_env: dict[str, str | None] = {}
 _progress_fd: int | None = None
-_outcome: dict[str, Any] = {}
+_runs: zmq.Socket[bytes] | None = None
 
 
 class _NotJson(Exception):
@@ -60,38 +71,89 @@ def track(path: str) -> None:
     _progress_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 
 
-def run(env: dict[str, str], cwd: str | None, cells: list[tuple[int, str]],
-        names: list[str]) -> None:
-    """Execute ``cells`` (index, source) in order, stopping at the first that fails;
-    ``outcome()`` then tells what happened and holds what ``finish`` collects."""
-    global _outcome
+def listen(address: str) -> None:
+    """Take runs from ``address`` on the kernel's event loop (see the module's doc)."""
+    global _runs
+    _runs = zmq.Context.instance().socket(zmq.PULL)
+    _runs.bind(address)
+    asyncio.get_running_loop().add_reader(_runs.getsockopt(zmq.FD), _take_runs)
+    _take_runs()  # what arrived before the reader was added signals nothing
+
+
+def _take_runs() -> None:
+    assert _runs is not None
+    # The socket's descriptor signals edges: read until nothing is left.
+    while _runs.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        signature, payload = _runs.recv_multipart()
+        kernel = get_ipython().kernel
+        if compare_digest(signature, kernel.session.sign([payload])):
+            _serve(json.loads(payload))
+
+
+def _serve(request: dict[str, Any]) -> None:
+    """One run: its outputs carry the run's id as their parent, Ctrl-C (the engine's
+    interrupt) stops it as it stops a request, and its outcome follows its outputs."""
     shell = get_ipython()
-    _outcome = {"batched": False}
+    kernel, previous = shell.kernel, shell.parent_header
+    parent = {"header": {"msg_id": request["id"], "msg_type": "opensphere_run"}}
+    shell.set_parent(parent)
+    interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Outside a request, input() would read the kernel's own stdin and wait forever.
+    reads = builtins.input, getpass.getpass
+    builtins.input = getpass.getpass = _no_input
+    try:
+        done = run(request["env"], request["cwd"], request["cells"], request["names"])
+    except BaseException as err:  # an interrupt while collecting, say: the run still ends
+        last = request["cells"][-1][0]
+        done = {"batched": True, "counts": [], "outputs": {}, "missing": request["names"],
+                "variables": {}, "error": {"index": last, "ename": type(err).__name__,
+                                           "evalue": str(err), "traceback": []}}
+    finally:
+        builtins.input, getpass.getpass = reads
+        signal.signal(signal.SIGINT, interrupt)
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:
+                stream.flush()
+        shell.set_parent(previous)
+    # JSON text, as ``_Json``: the kernel's own packer would turn NaN into text.
+    kernel.session.send(kernel.iopub_socket, DONE, {"outcome": json.dumps(done)}, parent)
+
+
+def _no_input(prompt: str = "", *_args: Any, **_kwargs: Any) -> str:
+    raise StdinNotImplementedError("a notebook run through the API cannot ask for input")
+
+
+def run(env: dict[str, str], cwd: str | None, cells: list[tuple[int, str]],
+        names: list[str]) -> dict[str, Any]:
+    """Execute ``cells`` (index, source) in order, stopping at the first that fails;
+    returns what happened and what ``finish`` collects."""
+    shell = get_ipython()
     if any(_needs_event_loop(shell, source) for _, source in cells):
-        return
+        return {"batched": False}
     _record(-1)
     begin(env, cwd)
     counts, error = [], None
-    for index, source in cells:
-        _starting(shell, index)
-        result = shell.run_cell(source, store_history=True)
-        counts.append((index, shell.execution_count - 1))
-        failure = result.error_before_exec if result.error_before_exec is not None \
-            else result.error_in_exec
-        if failure is not None or getattr(shell, "_last_traceback_during_displayhook", False):
-            error = {"index": index, "ename": type(failure).__name__ if failure else "Error",
-                     "evalue": str(failure) if failure else "the display hook failed",
-                     "traceback": shell._last_traceback or []}
-            break
-    _outcome = {"batched": True, "counts": counts, "error": error, **_collect(names)}
-    _restore_env()
-
-
-def outcome() -> _Json:
-    """What the last ``run`` did (read once, through the request's user expressions)."""
-    global _outcome
-    done, _outcome = _outcome, {}
-    return _Json(done)
+    index = cells[0][0] if cells else -1
+    try:
+        for index, source in cells:
+            _starting(shell, index)
+            result = shell.run_cell(source, store_history=True)
+            counts.append((index, shell.execution_count - 1))
+            failure = result.error_before_exec if result.error_before_exec is not None \
+                else result.error_in_exec
+            if failure is not None or getattr(shell, "_last_traceback_during_displayhook",
+                                              False):
+                error = {"index": index,
+                         "ename": type(failure).__name__ if failure else "Error",
+                         "evalue": str(failure) if failure else "the display hook failed",
+                         "traceback": shell._last_traceback or []}
+                break
+    except KeyboardInterrupt:  # between cells: run_cell reports one inside a cell itself
+        error = {"index": index, "ename": "KeyboardInterrupt", "evalue": "", "traceback": []}
+    try:
+        return {"batched": True, "counts": counts, "error": error, **_collect(names)}
+    finally:
+        _restore_env()
 
 
 def begin(env: dict[str, str], cwd: str | None) -> None:

@@ -14,12 +14,14 @@ import asyncio
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from hmac import compare_digest
 from pathlib import Path
 from typing import Any
 
+import zmq
 from jupyter_client import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 
@@ -30,6 +32,7 @@ log = logging.getLogger(__name__)
 
 HELPER = "_opensphere_engine"
 MARKER = "opensphere_cell"  # the IOPub message the helper sends as each cell of a run starts
+DONE = "opensphere_done"  # the IOPub message that ends a run, with its outcome
 READY_TIMEOUT = 120.0
 _INSTALL = (
     f"exec(compile({Path(__file__).with_name('inkernel.py').read_text()!r}, '<opensphere>',"
@@ -77,6 +80,10 @@ class Kernel:
         self._pidfd: int | None = None
         self._readers: list[asyncio.Task[None]] = []
         self._progress = Path(manager.connection_file).with_suffix(".progress")
+        # Runs go to the helper on a socket of its own (see inkernel), in the kernel's
+        # private folder like the kernel's own sockets, and signed like their messages.
+        self._runs_address = f"ipc://{Path(manager.connection_file).with_suffix('.runs')}"
+        self._runs: zmq.Socket[bytes] | None = None
 
     @classmethod
     async def start(
@@ -118,6 +125,16 @@ class Kernel:
         )
         return self._track(msg_id, on_output)
 
+    def run(self, request: dict[str, Any], on_output: OutputHandler) -> asyncio.Future[Message]:
+        """Send a run to the helper (``inkernel.run``'s arguments); the future gets its
+        outcome once the kernel published it, after every output of the run."""
+        msg_id = uuid.uuid4().hex
+        payload = json.dumps({**request, "id": msg_id}).encode()
+        future = self._track(msg_id, on_output)
+        if self._runs is not None and not future.done():
+            self._runs.send_multipart([self._client.session.sign([payload]), payload])
+        return future
+
     async def evaluate(self, expression: str) -> Any:
         """The JSON value of a helper call, evaluated without touching the history."""
         for _ in range(_ABORTED_RETRIES):
@@ -141,6 +158,8 @@ class Kernel:
         for reader in self._readers:
             reader.cancel()
         await asyncio.gather(*self._readers, return_exceptions=True)
+        if self._runs is not None:
+            self._runs.close(linger=0)
         self._client.stop_channels()
         try:
             await self._launcher.stop(self._manager)
@@ -165,10 +184,14 @@ class Kernel:
                 info.result()
                 break
             self._pending.pop(msg_id, None)
-        track = f"__import__({HELPER!r}).track({str(self._progress)!r})"
-        reply = await self.execute(f"{_INSTALL}\n{track}", silent=True)
+        helper = f"__import__({HELPER!r})"
+        reply = await self.execute(
+            f"{_INSTALL}\n{helper}.track({str(self._progress)!r})\n"
+            f"{helper}.listen({self._runs_address!r})", silent=True)
         if reply["status"] != "ok":
             raise KernelError(f"installing the helper failed: {reply['ename']}: {reply['evalue']}")
+        self._runs = zmq.Context.instance().socket(zmq.PUSH)
+        self._runs.connect(self._runs_address)
 
     def _track(self, msg_id: str, on_output: OutputHandler | None) -> asyncio.Future[Message]:
         future: asyncio.Future[Message] = asyncio.get_running_loop().create_future()
@@ -213,6 +236,8 @@ class Kernel:
     def _on_iopub(message: Message, pending: _Pending) -> None:
         if message["msg_type"] == "status":
             pending.idle = pending.idle or message["content"]["execution_state"] == "idle"
+        elif message["msg_type"] == DONE:
+            pending.reply, pending.idle = json.loads(message["content"]["outcome"]), True
         elif pending.on_output is not None:
             try:
                 pending.on_output(message)

@@ -1,9 +1,10 @@
 """One run of a notebook on its session's kernel: enter, execute the cells, collect.
 
-A run is one execute request: the kernel's helper enters the run (inputs, folder),
+A run is one request to the kernel's helper, on the helper's own socket rather than
+as an execute request (see ``inkernel``): the helper enters the run (inputs, folder),
 runs every cell and collects the outputs and the checkpoint's variables, and marks on
-IOPub where each cell starts, so outputs are filed under their cells as they arrive
-(see ``inkernel.run``). Only an interrupted run needs one more request, to collect.
+IOPub where each cell starts, so outputs are filed under their cells as they arrive.
+Only an interrupted run needs one more request, to collect.
 
 A notebook with a cell that needs the kernel's event loop (top-level ``await``) goes
 cell by cell instead: one execute request per cell, the outputs riding on the last
@@ -162,25 +163,20 @@ class Run:
         cells = [(index, self._notebook.cells[index].source) for index in self._cells]
         cwd = None if kernel.cwd == self.cwd else str(self.cwd)
         names = list(self.request.output_variable_names)
-        request = kernel.execute(
-            f"__import__({HELPER!r}).run({self._env!r}, {cwd!r}, {cells!r}, {names!r})",
-            silent=True,
-            user_expressions={"outcome": f"__import__({HELPER!r}).outcome()"},
-            on_output=self._route,
+        request = kernel.run(
+            {"env": self._env, "cwd": cwd, "cells": cells, "names": names}, self._route
         )
         try:
-            reply = await self.until_stopped(request)
+            outcome = await self.until_stopped(request)
         except RunStopped:
             interrupted = await self._interrupt(kernel, request)
-            if interrupted is not None and interrupted["status"] == "ok":
-                self._settle(expression_value(interrupted, "outcome"))
+            if interrupted is not None:
+                self._settle(interrupted)
             raise
         except KernelDied:
             self._running = kernel.running_cell()
             raise
-        if reply["status"] != "ok":
-            raise KernelError(f"{reply.get('ename')}: {reply.get('evalue')}")
-        if not self._settle(expression_value(reply, "outcome")):
+        if not self._settle(outcome):
             return False
         kernel.cwd = self.cwd
         if self._failure is None:
