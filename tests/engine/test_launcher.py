@@ -1,17 +1,21 @@
-"""What the local launcher enforces: GPUs, CPUs, environment, private files, clean exit."""
+"""What the local launcher enforces: GPUs, CPUs, environment, private files and sockets,
+clean exit."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
+import zmq
 from nbformat.v4 import new_code_cell, new_notebook
 
 from opensphere.engine import SPECS, ExecutionEngine, LocalLauncher, RunRequest, RunStatus
+from opensphere.engine.kernel import Kernel
 
 PROBE = (
     "import os\npid = os.getpid()\ncores = sorted(os.sched_getaffinity(0))\n"
@@ -59,3 +63,29 @@ async def test_a_gpu_kernel_gets_its_devices_and_nothing_of_the_servers(
     with pytest.raises(ProcessLookupError):
         os.kill(outputs["pid"], 0)
     assert not runtime.exists()
+
+
+async def test_the_kernels_run_socket_takes_only_runs_signed_with_its_key(
+    tmp_path: Path,
+) -> None:
+    launcher = LocalLauncher()
+    kernel = await Kernel.start(launcher, cwd=tmp_path, env={}, spec=SPECS["c1.4"])
+    forger = zmq.Context.instance().socket(zmq.PUSH)
+    try:
+        [socket] = launcher.runtime_dir.glob("*.runs")
+        forger.connect(f"ipc://{socket}")
+        payload = json.dumps({"id": "forged", "env": {}, "cwd": None, "names": [],
+                              "cells": [[0, f"open({str(tmp_path / 'forged')!r}, 'w')"]]})
+        forger.send_multipart([b"0" * 64, payload.encode()])  # a wrong signature
+        forger.send_multipart([payload.encode()])  # no signature at all
+        await asyncio.sleep(1.0)  # both reach the kernel, idle, long before the next run
+
+        outcome = await asyncio.wait_for(kernel.run(
+            {"env": {}, "cwd": None, "cells": [[0, "answer = 42"]], "names": ["answer"]},
+            lambda message: None), 60)
+        assert outcome["outputs"] == {"answer": 42}
+        assert not (tmp_path / "forged").exists()
+    finally:
+        forger.close(linger=0)
+        await kernel.shutdown()
+        await launcher.close()

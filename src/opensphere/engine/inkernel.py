@@ -84,10 +84,10 @@ def _take_runs() -> None:
     assert _runs is not None
     # The socket's descriptor signals edges: read until nothing is left.
     while _runs.getsockopt(zmq.EVENTS) & zmq.POLLIN:
-        signature, payload = _runs.recv_multipart()
+        frames = _runs.recv_multipart()
         kernel = get_ipython().kernel
-        if compare_digest(signature, kernel.session.sign([payload])):
-            _serve(json.loads(payload))
+        if len(frames) == 2 and compare_digest(frames[0], kernel.session.sign(frames[1:])):
+            _serve(json.loads(frames[1]))  # unsigned or malformed: not the engine's, dropped
 
 
 def _serve(request: dict[str, Any]) -> None:
