@@ -103,11 +103,8 @@ def _serve(request: dict[str, Any]) -> None:
     builtins.input = getpass.getpass = _no_input
     try:
         done = run(request["env"], request["cwd"], request["cells"], request["names"])
-    except BaseException as err:  # an interrupt while collecting, say: the run still ends
-        last = request["cells"][-1][0]
-        done = {"batched": True, "counts": [], "outputs": {}, "missing": request["names"],
-                "variables": {}, "error": {"index": last, "ename": type(err).__name__,
-                                           "evalue": str(err), "traceback": []}}
+    except BaseException as err:  # the helper's own failure: the run still ends
+        done = {"failed": f"{type(err).__name__}: {err}"}
     finally:
         builtins.input, getpass.getpass = reads
         signal.signal(signal.SIGINT, interrupt)

@@ -1,7 +1,9 @@
 """A running kernel and the engine's one connection to it.
 
-Two reader tasks route every shell reply and IOPub message to the request it
-answers, so waiting costs nothing and nothing polls. They read the sockets directly and
+Runs go to the engine's helper inside the kernel on a socket of their own (see
+``inkernel``); everything else is an execute request. Two reader tasks route every
+shell reply and IOPub message to the request it answers, so waiting costs nothing and
+nothing polls. They read the sockets directly and
 decode only what the engine uses: the signature is checked as jupyter_client checks it,
 but no date in the headers is parsed (jupyter_client's way costs more than a small
 cell). The process's exit is watched through a pidfd: a kernel that dies fails its
@@ -131,7 +133,8 @@ class Kernel:
         msg_id = uuid.uuid4().hex
         payload = json.dumps({**request, "id": msg_id}).encode()
         future = self._track(msg_id, on_output)
-        if self._runs is not None and not future.done():
+        if not future.done():  # else the kernel is dead, and the future says so
+            assert self._runs is not None, "a Kernel is connected once started"
             self._runs.send_multipart([self._client.session.sign([payload]), payload])
         return future
 

@@ -170,12 +170,14 @@ class Run:
             outcome = await self.until_stopped(request)
         except RunStopped:
             interrupted = await self._interrupt(kernel, request)
-            if interrupted is not None:
+            if interrupted is not None and "failed" not in interrupted:
                 self._settle(interrupted)
             raise
         except KernelDied:
             self._running = kernel.running_cell()
             raise
+        if "failed" in outcome:
+            raise KernelError(outcome["failed"])
         if not self._settle(outcome):
             return False
         kernel.cwd = self.cwd
