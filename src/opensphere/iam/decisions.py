@@ -58,7 +58,8 @@ class Decisions:
 
     async def view(self, session: AsyncSession) -> AccessView:
         """Decisions as of the store's current version (read in ``session``)."""
-        version = int(await session.scalar(_VERSION) or 0)
+        # A plain statement on the session's connection: no ORM work, on every call.
+        version = int(await (await session.connection()).scalar(_VERSION) or 0)
         if version > self._newest:  # everything remembered is out of date
             self._newest = version
             self.holders.clear()

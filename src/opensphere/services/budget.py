@@ -41,9 +41,13 @@ def units_for(spec: Spec, seconds: int) -> int:
     return math.ceil(seconds * spec.unit_price_per_hour / 3600)
 
 
+_BALANCE = select(m.ProjectBudget.unit_balance).where(
+    m.ProjectBudget.project_id == bindparam("project"))
+
+
 async def balance_of(session: AsyncSession, project_id: str) -> int | None:
-    return await session.scalar(select(m.ProjectBudget.unit_balance).where(
-        m.ProjectBudget.project_id == project_id))
+    """The unit balance (None: unlimited), read as a plain statement: every run asks."""
+    return await (await session.connection()).scalar(_BALANCE, {"project": project_id})
 
 
 async def spent_last_hour(session: AsyncSession, project_id: str) -> int:
