@@ -54,18 +54,19 @@ def _stricter_min(*values: int | None) -> int | None:
 
 
 # Built once, run as a plain statement: every Execute reads it before its run starts.
-_BOTH = select(m.RestrictionValue.resource_type, m.RestrictionValue.name,
-               m.RestrictionValue.values).where(or_(
-                   (m.RestrictionValue.resource_type == "project")
-                   & (m.RestrictionValue.resource_id == bindparam("project")),
-                   (m.RestrictionValue.resource_type == "community")
-                   & (m.RestrictionValue.resource_id == bindparam("community"))))
+_PROJECT_AND_COMMUNITY = select(
+    m.RestrictionValue.resource_type, m.RestrictionValue.name, m.RestrictionValue.values,
+).where(or_(
+    (m.RestrictionValue.resource_type == "project")
+    & (m.RestrictionValue.resource_id == bindparam("project")),
+    (m.RestrictionValue.resource_type == "community")
+    & (m.RestrictionValue.resource_id == bindparam("community"))))
 
 
 async def effective(session: AsyncSession, project: m.Project) -> Effective:
     connection = await session.connection()
-    rows = await connection.execute(_BOTH, {"project": project.id,
-                                            "community": project.community_id})
+    rows = await connection.execute(_PROJECT_AND_COMMUNITY, {
+        "project": project.id, "community": project.community_id})
     own: dict[str, list[Any]] = {}
     parent: dict[str, list[Any]] = {}
     for r in rows:
