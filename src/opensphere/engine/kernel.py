@@ -3,11 +3,10 @@
 Runs go to the engine's helper inside the kernel on a socket of their own (see
 ``inkernel``); everything else is an execute request. Two reader tasks route every
 shell reply and IOPub message to the request it answers, so waiting costs nothing and
-nothing polls. They read the sockets directly and
-decode only what the engine uses: the signature is checked as jupyter_client checks it,
-but no date in the headers is parsed (jupyter_client's way costs more than a small
-cell). The process's exit is watched through a pidfd: a kernel that dies fails its
-waiting requests at once.
+nothing polls. They read the sockets directly and decode only what the engine uses:
+the signature is checked as jupyter_client checks it, but no date in the headers is
+parsed (jupyter_client's way costs more than a small cell). The process's exit is
+watched through a pidfd: a kernel that dies fails its waiting requests at once.
 """
 
 from __future__ import annotations

@@ -205,11 +205,9 @@ class _Record:
         return finished
 
     def _new(self) -> m.Operation:
-        row = operations.new(self.ctx, DESCRIPTION, "project", self.metadata.project_id,
-                             self.metadata)
-        row.id, row.created_at, row.modified_at = \
-            self.operation_id, self.created_at, self.created_at
-        return row
+        return operations.new(self.ctx, DESCRIPTION, "project", self.metadata.project_id,
+                              self.metadata, operation_id=self.operation_id,
+                              at=self.created_at)
 
 
 class _Progress:

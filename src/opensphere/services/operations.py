@@ -43,13 +43,15 @@ def to_proto(row: m.Operation) -> operation_pb2.Operation:
 
 
 def new(ctx: CallContext, description: str, resource_type: str, resource_id: str,
-        metadata: Message) -> m.Operation:
-    """A not-yet-done operation row, not in any session yet.
+        metadata: Message, *, operation_id: str | None = None,
+        at: datetime | None = None) -> m.Operation:
+    """A not-yet-done operation row (a new id, created now, unless given), not in any
+    session yet.
 
     The resource (kind and id) decides who may read and cancel the operation.
     """
-    now = m.utcnow()
-    return m.Operation(id=new_id("ops"), description=description,
+    now = at or m.utcnow()
+    return m.Operation(id=operation_id or new_id("ops"), description=description,
                        resource_type=resource_type, resource_id=resource_id,
                        created_by=ctx.caller.subject_id, created_at=now, modified_at=now,
                        done=False, metadata_pb=_pack(metadata))
